@@ -1,0 +1,5 @@
+"""Models, chosen by name: ``create_model("alexnet2012", num_classes=10)``."""
+
+from alexnet.models.registry import MODELS, ModelSpec, create_model, list_models, model_options
+
+__all__ = ["MODELS", "ModelSpec", "create_model", "list_models", "model_options"]

@@ -1,0 +1,137 @@
+"""The network of Krizhevsky, Sutskever & Hinton (2012), as §3 and Fig. 2 describe it.
+
+Two towers (one per GTX 580 in the paper) are expressed as grouped convolutions: conv2,
+conv4 and conv5 see only their own tower's kernel maps (groups=2), conv3 and the fully
+connected layers see both (§3.2). Shapes for a 224x224 input (B = batch):
+
+    conv1 96x11x11/4 (pad 2) -> ReLU -> LRN -> max-pool 3/2   (B, 96, 27, 27)
+    conv2 256x5x5 pad 2, 2 towers -> ReLU -> LRN -> max-pool    (B, 256, 13, 13)
+    conv3 384x3x3 both towers -> ReLU                           (B, 384, 13, 13)
+    conv4 384x3x3, 2 towers -> ReLU                             (B, 384, 13, 13)
+    conv5 256x3x3, 2 towers -> ReLU -> max-pool                 (B, 256, 6, 6)
+    fc6 4096 -> ReLU -> dropout; fc7 4096 -> ReLU -> dropout; fc8 (B, num_classes)
+
+Input size: the paper says 224, but with no padding 224 gives (224 - 11) / 4 + 1 = 54.25.
+Like torchvision we pad conv1 by 2, so 224 gives 55 exactly as in Fig. 2; the original
+code rounds up instead and Caffe feeds 227x227 with no padding. A 227 input also works here
+(conv1 gives 56, and every later map the same size as at 224).
+60,965,224 parameters at 1000 classes.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import torch
+from torch import nn
+
+from alexnet.errors import AlexNetError
+from alexnet.models.init import initialize
+from alexnet.models.layers import ACTIVATIONS, LocalResponseNorm, activation_layer, max_pool, scaled
+
+# §5: N(0, 0.01); bias 1 in conv2, conv4, conv5 and fc6/fc7 "to accelerate the early stages
+# of learning by providing the ReLUs with positive inputs", 0 elsewhere.
+PAPER_INIT = {
+    "conv1": (0.01, 0.0), "conv2": (0.01, 1.0), "conv3": (0.01, 0.0), "conv4": (0.01, 1.0),
+    "conv5": (0.01, 1.0), "fc6": (0.01, 1.0), "fc7": (0.01, 1.0), "fc8": (0.01, 0.0),
+}  # fmt: skip
+# BVLC Caffe models/bvlc_alexnet: fc6/fc7 std 0.005 and bias 0.1 where the paper says 1.
+CAFFE_INIT = {
+    "conv1": (0.01, 0.0), "conv2": (0.01, 0.1), "conv3": (0.01, 0.0), "conv4": (0.01, 0.1),
+    "conv5": (0.01, 0.1), "fc6": (0.005, 0.1), "fc7": (0.005, 0.1), "fc8": (0.01, 0.0),
+}  # fmt: skip
+
+PAPER_SECTIONS = {
+    "conv": "§3.5 Fig. 2", "relu": "§3.1", "norm": "§3.3", "pool": "§3.4",
+    "avgpool": "torchvision (identity at 224/227)", "flatten": "§3.5", "fc": "§3.5 Fig. 2",
+    "drop": "§4.2", "fc8": "§3.5 (softmax in the loss)",
+}  # fmt: skip
+
+# The layers the depth ablation of §7 may remove ("removing any of the middle layers").
+REMOVABLE_CONV = (2, 3, 4, 5)
+
+
+class AlexNet2012(nn.Module):
+    """The 2012 paper's network; every option defaults to the paper's choice."""
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        in_channels: int = 3,
+        activation: str = "relu",
+        lrn: bool = True,
+        overlapping_pooling: bool = True,
+        dropout: float = 0.5,
+        drop_conv: int | None = None,
+        towers: int = 2,
+        width: float = 1.0,
+        init: str = "kaiming",
+    ) -> None:
+        super().__init__()
+        if activation not in ACTIVATIONS:
+            raise AlexNetError(f"activation must be one of {', '.join(ACTIVATIONS)}, got {activation!r}")
+        if towers not in (1, 2):
+            raise AlexNetError(f"towers must be 2 (the paper, §3.2) or 1 (half the kernels), got {towers}")
+        if drop_conv is not None and drop_conv not in REMOVABLE_CONV:
+            raise AlexNetError(f"drop_conv must be one of {REMOVABLE_CONV} or None, got {drop_conv}")
+        if not 0.0 <= dropout < 1.0:
+            raise AlexNetError(f"dropout must be in [0, 1), got {dropout}")
+        if width <= 0:
+            raise AlexNetError(f"width must be positive, got {width}")
+        self.towers = towers
+        self.drop_conv = drop_conv
+
+        # §3.2: the one-tower comparison net halves every conv layer's kernels except
+        # conv5's (and the fc layers'), so that both nets have about the same parameters.
+        half = 0.5 if towers == 1 else 1.0
+        channels = {
+            1: scaled(96 * half, width, towers), 2: scaled(256 * half, width, towers),
+            3: scaled(384 * half, width, towers), 4: scaled(384 * half, width, towers),
+            5: scaled(256, width, towers),
+        }  # fmt: skip
+        hidden = scaled(4096, width)
+        # Tower structure (§3.2): conv2, conv4, conv5 connect within a tower only.
+        groups = {1: 1, 2: towers, 3: 1, 4: towers, 5: towers}
+        kernel = {1: 11, 2: 5, 3: 3, 4: 3, 5: 3}
+
+        layers: OrderedDict[str, nn.Module] = OrderedDict()
+        previous = in_channels
+        for i in range(1, 6):
+            if i != drop_conv:
+                stride, padding = (4, 2) if i == 1 else (1, kernel[i] // 2)
+                layers[f"conv{i}"] = nn.Conv2d(
+                    previous, channels[i], kernel[i], stride, padding, groups=groups[i]
+                )
+                layers[f"relu{i}"] = activation_layer(activation)
+                previous = channels[i]
+            if i in (1, 2) and lrn:  # §3.3: LRN after the ReLU of conv1 and conv2
+                layers[f"norm{i}"] = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+            if i in (1, 2, 5):  # §3.4 / §3.5: max-pooling after both LRNs and after conv5
+                layers[f"pool{i}"] = max_pool(overlapping_pooling)
+        self.features = nn.Sequential(layers)
+        # (B, C, 6, 6) at 224 or 227 already; other input sizes are pooled to 6x6.
+        self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
+        self.classifier = nn.Sequential(
+            OrderedDict(
+                flatten=nn.Flatten(),
+                fc6=nn.Linear(previous * 6 * 6, hidden),
+                relu6=activation_layer(activation),
+                drop6=nn.Dropout(dropout),  # §4.2: dropout on the outputs of fc6 and fc7
+                fc7=nn.Linear(hidden, hidden),
+                relu7=activation_layer(activation),
+                drop7=nn.Dropout(dropout),
+                fc8=nn.Linear(hidden, num_classes),
+            )
+        )
+        learned = {name: m for name, m in self.named_layers() if isinstance(m, nn.Conv2d | nn.Linear)}
+        initialize(learned, init, {"paper": PAPER_INIT, "caffe": CAFFE_INIT}, activation, "fc8")
+
+    def named_layers(self) -> list[tuple[str, nn.Module]]:
+        """(short name, module) for every layer in forward order: conv1, relu1, ..., fc8."""
+        return [*self.features.named_children(), ("avgpool", self.avgpool),
+                *self.classifier.named_children()]  # fmt: skip
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.features(x)  # (B, 256, 6, 6) at 224
+        x = self.avgpool(x)
+        return self.classifier(x)  # (B, num_classes) logits; softmax is in the loss

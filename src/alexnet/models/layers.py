@@ -1,0 +1,88 @@
+"""Layers the 2012 networks use that torch.nn spells differently or not at all."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet.errors import unknown_choice
+
+ACTIVATIONS = ("relu", "tanh")
+
+
+def activation_layer(name: str) -> nn.Module:
+    """ReLU (§3.1: trains several times faster than tanh) or tanh, for the Fig. 1 ablation."""
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    if name == "tanh":
+        return nn.Tanh()
+    raise unknown_choice("activation", name, ACTIVATIONS)
+
+
+def local_response_norm(
+    x: torch.Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0
+) -> torch.Tensor:
+    """Cross-channel local response normalisation (§3.3), original-code convention.
+
+    b[c] = a[c] / (k + alpha / size * sum_{c' in window(c)} a[c']^2) ** beta
+
+    The window holds ``size`` adjacent channels centred on c, clipped at the first and
+    last channel, and the sum is always divided by ``size``. That is the 2012 code's
+    convention (layer.py: ``scale /= size``) and exactly ``torch.nn.LocalResponseNorm``;
+    the paper's printed formula has no ``/ size`` (it would need alpha=5e-4 here).
+    """
+    return F.local_response_norm(x, size, alpha=alpha, beta=beta, k=k)
+
+
+class LocalResponseNorm(nn.Module):
+    """Module form of :func:`local_response_norm` (k=2, n=5, alpha=1e-4, beta=0.75, §3.3)."""
+
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+def same_map_response_norm(
+    x: torch.Tensor, size: int = 3, alpha: float = 5e-5, beta: float = 0.75, k: float = 1.0
+) -> torch.Tensor:
+    """cuda-convnet's ``rnorm`` layer: normalisation over a size x size spatial window of
+    the same channel, b = a / (k + alpha / size**2 * sum a^2) ** beta.
+
+    Krizhevsky's CIFAR-10 nets (layers-18pct.cfg) use this, not the cross-channel LRN of
+    the ImageNet net; the window is zero-padded at the borders and always divided by
+    size**2, as cuda-convnet does.
+    """
+    squares = x.float().pow(2)
+    window_mean = F.avg_pool2d(squares, size, stride=1, padding=size // 2, count_include_pad=True)
+    return (x / (k + alpha * window_mean).pow(beta)).to(x.dtype)
+
+
+class SameMapResponseNorm(nn.Module):
+    """Module form of :func:`same_map_response_norm` (cuda-convnet ``rnorm``)."""
+
+    def __init__(self, size: int = 3, alpha: float = 5e-5, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return same_map_response_norm(x, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+
+
+def max_pool(overlapping: bool, ceil_mode: bool = False) -> nn.MaxPool2d:
+    """3x3 windows with stride 2 (overlapping, §3.4) or 2x2 stride 2 (the ablation)."""
+    return nn.MaxPool2d(3 if overlapping else 2, stride=2, ceil_mode=ceil_mode)
+
+
+def scaled(channels: int, width: float, multiple: int = 1) -> int:
+    """``channels * width`` rounded to a positive multiple of ``multiple`` (e.g. the towers)."""
+    return max(multiple, int(round(channels * width / multiple)) * multiple)
