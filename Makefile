@@ -29,7 +29,7 @@ test: venv
 
 lint: venv
 	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache

@@ -8,6 +8,8 @@ status 2, never as a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
+import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 
@@ -58,35 +60,16 @@ def parse_value(text: str) -> object:
     return text
 
 
-def _add_info(parser: argparse.ArgumentParser) -> None:
-    from alexnet.models import list_models
+def _load_commands() -> None:
+    """Import every module of ``alexnet.commands``; each registers its subcommands."""
+    import alexnet.commands
 
-    parser.add_argument("model", help=f"one of: {', '.join(list_models())}")
-    parser.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
-    parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
-                        help="model option, e.g. -o num_classes=10 -o lrn=false")
-
-
-@command("info", "layer table of a model: output shapes, parameters, multiply-adds, paper section")
-def _info_args(parser: argparse.ArgumentParser) -> None:
-    _add_info(parser)
-
-
-@_info_args
-def _info(args: argparse.Namespace) -> int:
-    from alexnet.models import MODELS
-    from alexnet.models.info import format_table, layer_table
-
-    options = parse_options(args.option)
-    size = args.input_size or (MODELS[args.model].input_size if args.model in MODELS else 224)
-    if size < 1:
-        raise AlexNetError(f"--input-size must be positive, got {size}")
-    rows = layer_table(args.model, size, **options)
-    print(format_table(args.model, rows, size))
-    return 0
+    for module in pkgutil.iter_modules(alexnet.commands.__path__):
+        importlib.import_module(f"alexnet.commands.{module.name}")
 
 
 def build_parser() -> argparse.ArgumentParser:
+    _load_commands()
     parser = argparse.ArgumentParser(
         prog="alexnet",
         description="Krizhevsky, Sutskever & Hinton (2012) as fast, faithful, tested software.",

@@ -57,7 +57,7 @@ def layer_table(model_name: str, input_size: int | None = None, **options: objec
                     name, type(module).__name__, tuple(output.shape[1:]),
                     sum(p.numel() for p in module.parameters(recurse=False)),
                     _mult_adds(module, output), _section(model_name, name),
-                )  # fmt: skip
+                )
             )
 
         hooks.append(module.register_forward_hook(record))

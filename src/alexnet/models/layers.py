@@ -85,4 +85,4 @@ def max_pool(overlapping: bool, ceil_mode: bool = False) -> nn.MaxPool2d:
 
 def scaled(channels: int, width: float, multiple: int = 1) -> int:
     """``channels * width`` rounded to a positive multiple of ``multiple`` (e.g. the towers)."""
-    return max(multiple, int(round(channels * width / multiple)) * multiple)
+    return max(multiple, round(channels * width / multiple) * multiple)

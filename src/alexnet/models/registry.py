@@ -57,7 +57,7 @@ MODELS: dict[str, ModelSpec] = {
             "the four-layer CIFAR-10 net of Fig. 1 (activation relu|tanh)",
             "Fig. 1, §3.1", 32, 89_578, {"lrn": False},
         ),
-    )  # fmt: skip
+    )
 }
 
 

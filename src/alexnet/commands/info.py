@@ -1,0 +1,36 @@
+"""``alexnet info MODEL``."""
+
+from __future__ import annotations
+
+import argparse
+
+from alexnet.cli import command, parse_options
+from alexnet.errors import AlexNetError
+
+
+def _add_info(parser: argparse.ArgumentParser) -> None:
+    from alexnet.models import list_models
+
+    parser.add_argument("model", help=f"one of: {', '.join(list_models())}")
+    parser.add_argument("--input-size", type=int, default=None, help="square input side (default: the model's)")
+    parser.add_argument("--option", "-o", action="append", default=[], metavar="KEY=VALUE",
+                        help="model option, e.g. -o num_classes=10 -o lrn=false")
+
+
+@command("info", "layer table of a model: output shapes, parameters, multiply-adds, paper section")
+def _info_args(parser: argparse.ArgumentParser) -> None:
+    _add_info(parser)
+
+
+@_info_args
+def _info(args: argparse.Namespace) -> int:
+    from alexnet.models import MODELS
+    from alexnet.models.info import format_table, layer_table
+
+    options = parse_options(args.option)
+    size = args.input_size or (MODELS[args.model].input_size if args.model in MODELS else 224)
+    if size < 1:
+        raise AlexNetError(f"--input-size must be positive, got {size}")
+    rows = layer_table(args.model, size, **options)
+    print(format_table(args.model, rows, size))
+    return 0
