@@ -31,8 +31,19 @@ def local_response_norm(
     last channel, and the sum is always divided by ``size``. That is the 2012 code's
     convention (layer.py: ``scale /= size``) and exactly ``torch.nn.LocalResponseNorm``;
     the paper's printed formula has no ``/ size`` (it would need alpha=5e-4 here).
+
+    Written by hand because it is faster: the window sum is a 1x1 convolution of a^2 with a
+    banded 0/1 (C, C) matrix, which runs on the matrix units in bf16 and channels_last.
+    torch's own version (avg_pool3d) has no bf16 CPU kernel and, in fp32, took about two
+    thirds of an alexnet2012 training step here (measured on the 2-core AMX CPU, batch 64:
+    14.7 images/s with it, 25.0 with this, 28.9 with no LRN at all).
     """
-    return F.local_response_norm(x, size, alpha=alpha, beta=beta, k=k)
+    channels = x.shape[1]
+    index = torch.arange(channels, device=x.device)
+    offset = index[None, :] - index[:, None]  # (C, C): input channel j - output channel i
+    band = (offset >= -(size // 2)) & (offset <= (size - 1) // 2)
+    window_sum = F.conv2d(x * x, band.to(x.dtype).view(channels, channels, 1, 1))
+    return x * (k + alpha / size * window_sum).pow(-beta)
 
 
 class LocalResponseNorm(nn.Module):
