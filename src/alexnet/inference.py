@@ -1,0 +1,162 @@
+"""Using a trained model: top-k predictions, fc7 features and nearest neighbours (§6.1).
+
+- ``predict_files``: top-5 classes with probabilities for image files of any size or format
+  Pillow reads; an unreadable file gets its own one-line error and the others go on.
+- ``extract_features``: the activations of a named layer (default ``fc7``, the last
+  4096-d hidden layer, after its ReLU) for every image of a store split or folder.
+- ``nearest_neighbors``: the gallery images with the smallest Euclidean distance in that
+  feature space (Fig. 4 right); ``alexnet.binary_codes`` adds the paper's suggested short
+  binary codes for fast retrieval.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from alexnet.errors import AlexNetError
+from alexnet.inputs import DECODE_ERRORS, ImageSource, decode_error, read_image
+from alexnet.scoring import LoadedModel, ScoringModel, resolve_device
+
+
+@dataclass
+class Prediction:
+    """Top-k of one file: (class id, class name, probability), or why it has none."""
+
+    file: str
+    top: list[tuple[str, str, float]] = field(default_factory=list)
+    error: str | None = None
+
+
+def predict_files(
+    models: Sequence[LoadedModel],
+    files: Sequence[str | os.PathLike[str]],
+    topk: int = 5,
+    views: str = "center",
+    device: str = "auto",
+    precision: str = "auto",
+) -> list[Prediction]:
+    """Top-``topk`` classes per image (softmax averaged over ``models`` and ``views``)."""
+    classes = list(models[0].info.classes)
+    if any(list(m.info.classes) != classes for m in models):
+        raise AlexNetError("the models given have different classes; predict with one at a time")
+    scorers = [ScoringModel(m, resolve_device(device), precision) for m in models]
+    size = max(s.image_size for s in scorers)
+    names = list(models[0].info.class_names)
+    predictions: list[Prediction] = []
+    for file in files:
+        try:
+            image = torch.from_numpy(read_image(file, size)).unsqueeze(0)  # (1, S, S, 3)
+        except FileNotFoundError:
+            predictions.append(Prediction(str(file), error="file not found"))
+            continue
+        except DECODE_ERRORS as error:
+            predictions.append(Prediction(str(file), error=decode_error(file, error)))
+            continue
+        probs = torch.stack([s.probabilities(image, views) for s in scorers]).mean(dim=0)[0]  # (C,)
+        values, indices = probs.topk(min(topk, len(classes)))
+        top = [(classes[i], names[i], float(v)) for v, i in zip(values, indices.tolist(), strict=True)]
+        predictions.append(Prediction(str(file), top))
+    return predictions
+
+
+def feature_module(model: nn.Module, layer: str) -> nn.Module:
+    """The module whose output is ``layer``'s activation: ``conv1``..``fc7`` after their ReLU
+    (the paper's "feature activations", §6.1), ``fc8`` the logits, any other layer name of
+    ``model.named_layers()`` (``pool5``, ``norm1``, ...) that layer's own output."""
+    layers = dict(model.named_layers())  # type: ignore[operator]
+    number = layer[-1]
+    if layer in layers and f"relu{number}" in layers and layer[:-1] in ("conv", "fc"):
+        return layers[f"relu{number}"]
+    if layer in layers:
+        return layers[layer]
+    raise AlexNetError(f"unknown layer {layer!r}; valid: {', '.join(layers)}")
+
+
+@dataclass
+class Features:
+    """Activations of one layer for a set of images, saved as ``.npz``."""
+
+    features: np.ndarray  # (N, D) float32
+    labels: np.ndarray  # (N,) int64
+    files: list[str]
+    classes: list[str]
+    class_names: list[str]
+    layer: str
+    model: str
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        path = Path(path)
+        if path.suffix != ".npz":
+            raise AlexNetError(f"--out {path}: features are written as .npz; name the file *.npz")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(path, features=self.features, labels=self.labels, files=np.array(self.files),
+                 classes=np.array(self.classes), class_names=np.array(self.class_names),
+                 layer=np.array(self.layer), model=np.array(self.model))
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Features:
+        with np.load(path) as data:
+            return cls(data["features"], data["labels"], data["files"].tolist(),
+                       data["classes"].tolist(), data["class_names"].tolist(),
+                       str(data["layer"]), str(data["model"]))
+
+
+def extract_features(
+    loaded: LoadedModel,
+    source: ImageSource,
+    layer: str = "fc7",
+    batch_size: int = 128,
+    device: str = "auto",
+    precision: str = "auto",
+    limit: int | None = None,
+    progress: bool = True,
+) -> Features:
+    """``layer``'s activations (flattened) for the centre view of every image of ``source``."""
+    scorer = ScoringModel(loaded, resolve_device(device), precision)
+    module = feature_module(scorer.model, layer)
+    captured: list[torch.Tensor] = []
+    hook = module.register_forward_hook(
+        lambda _m, _i, output: captured.append(output.detach().float().flatten(1).cpu().clone())
+    )
+    chunks: list[torch.Tensor] = []
+    labels: list[np.ndarray] = []
+    kept: list[int] = []
+    total = len(source) if limit is None else min(limit, len(source))
+    try:
+        with tqdm(total=total, unit="img", desc=f"features {layer}", disable=None if progress else True) as bar:
+            for batch in source.batches(batch_size, limit):
+                for view in scorer.views(batch.images, "center"):
+                    scorer.logits(view)
+                chunks.append(captured.pop())  # (B, D)
+                labels.append(batch.labels.numpy())
+                kept.extend(batch.indices.tolist())
+                bar.update(int(batch.indices[-1]) + 1 - bar.n)
+    finally:
+        hook.remove()
+    if not chunks:
+        raise AlexNetError(f"no readable images in {source.name}")
+    return Features(torch.cat(chunks).numpy(), np.concatenate(labels), [source.files[i] for i in kept],
+                    list(source.classes), list(source.class_names), layer, loaded.name)
+
+
+def nearest_neighbors(queries: torch.Tensor, gallery: torch.Tensor, k: int,
+                      chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Q, D) and (N, D) -> Euclidean distances and indices of the k nearest, each (Q, k),
+    nearest first. Queries go in chunks so the (chunk, N) distance block stays small."""
+    k = min(k, len(gallery))
+    distances, indices = [], []
+    for start in range(0, len(queries), chunk):
+        block = torch.cdist(queries[start:start + chunk].float(), gallery.float())  # (q, N)
+        values, positions = block.topk(k, dim=1, largest=False)
+        distances.append(values)
+        indices.append(positions)
+    return torch.cat(distances), torch.cat(indices)

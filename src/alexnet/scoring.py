@@ -1,0 +1,239 @@
+"""Models ready to score uint8 image batches: preprocessing, test views, precision, classes.
+
+Shared by evaluation and inference. A ``ScoringModel`` takes the uint8 ``(B, S, S, 3)``
+batches that stores and image folders yield, applies the checkpoint's own preprocessing
+(mean image or per-channel normalisation, §2), cuts the test views (centre crop, or the
+paper's 10 patches of §4.1: four corners + centre and their reflections) and averages the
+softmax over them.
+
+Fast path: channels_last and bf16 autocast on GPUs and on CPUs with AMX / AVX-512-bf16
+(``precision="auto"``); logits are cast back to float32 before the softmax so averaging and
+top-k run in full precision. ``precision="fp32"`` turns it off.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet.checkpoint import Checkpoint, load_model
+from alexnet.errors import AlexNetError, unknown_choice
+
+VIEWS = ("center", "10crop")
+PRECISIONS = ("auto", "bf16", "fp32")
+LABEL_SPACES = ("data", "model")
+
+
+@dataclass
+class LoadedModel:
+    """A model in eval mode with its checkpoint metadata and a name for tables."""
+
+    model: nn.Module
+    info: Checkpoint
+    name: str
+
+
+def load_models(
+    checkpoints: Sequence[str | os.PathLike[str]] = (),
+    weights: str | None = None,
+    weights_file: str | os.PathLike[str] | None = None,
+) -> list[LoadedModel]:
+    """Checkpoints (several = an ensemble), plus torchvision's weights when ``weights`` says so."""
+    if weights not in (None, "torchvision"):
+        raise unknown_choice("--weights", weights, ["torchvision"])
+    if weights_file is not None and weights is None:
+        raise AlexNetError("--weights-file needs --weights torchvision")
+    loaded: list[LoadedModel] = []
+    for path in checkpoints:
+        try:
+            model, info = load_model(path)
+        except AlexNetError as error:
+            hint = ("; torchvision .pth weights are read with --weights torchvision --weights-file PATH"
+                    if "not an alexnet checkpoint" in str(error) else "")
+            message = str(error) if str(path) in str(error) else f"checkpoint {path}: {error}"
+            raise AlexNetError(message + hint) from error
+        loaded.append(LoadedModel(model, info, Path(path).name))
+    if weights == "torchvision":
+        from alexnet.pretrained import WEIGHTS_NAME, torchvision_alexnet
+
+        model, info = torchvision_alexnet(weights_file)
+        loaded.append(LoadedModel(model, info, f"torchvision {WEIGHTS_NAME}"))
+    if not loaded:
+        raise AlexNetError("no model given: pass checkpoint files or --weights torchvision")
+    return loaded
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError as error:
+        raise AlexNetError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1)") from error
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise AlexNetError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    return resolved
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX-512-bf16: the CPUs on which bf16 matmuls/convs beat fp32 (oneDNN)."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for ``precision`` on ``device``; None means plain fp32."""
+    if precision not in PRECISIONS:
+        raise unknown_choice("precision", precision, PRECISIONS)
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+
+
+def crop_boxes(size: int, crop: int, views: str) -> list[tuple[int, int, bool]]:
+    """(top, left, flipped) of each view of a (size, size) image; torchvision's
+    CenterCrop / TenCrop positions (centre offset rounded)."""
+    if views not in VIEWS:
+        raise unknown_choice("views", views, VIEWS)
+    if crop > size:
+        raise AlexNetError(f"crop size {crop} is larger than the image size {size}")
+    middle = round((size - crop) / 2)
+    if views == "center":
+        return [(middle, middle, False)]
+    far = size - crop
+    corners = [(0, 0), (0, far), (far, 0), (far, far), (middle, middle)]
+    return [(top, left, flip) for flip in (False, True) for top, left in corners]
+
+
+class ScoringModel:
+    """A model on its device, channels_last, with its preprocessing as tensors there."""
+
+    def __init__(self, loaded: LoadedModel, device: torch.device, precision: str = "auto") -> None:
+        self.name = loaded.name
+        self.info = loaded.info
+        self.device = device
+        self.autocast = autocast_dtype(device, precision)
+        self.model = loaded.model.eval().to(device, memory_format=torch.channels_last)
+        pre = loaded.info.preprocess
+        missing = [key for key in ("image_size", "crop_size", "mean") if key not in pre]
+        if missing:
+            raise AlexNetError(f"checkpoint {loaded.name} has no preprocess {missing[0]!r}; re-save it with alexnet")
+        outputs = loaded.info.model_options.get("num_classes")
+        if outputs is not None and int(outputs) != len(loaded.info.classes):
+            raise AlexNetError(f"checkpoint {loaded.name} has {outputs} outputs but "
+                               f"{len(loaded.info.classes)} class names; it is inconsistent")
+        self.image_size = int(pre["image_size"])
+        self.crop_size = int(pre["crop_size"])
+        mean = torch.as_tensor(pre["mean"], dtype=torch.float32)
+        std = torch.as_tensor(pre.get("std") if pre.get("std") is not None else 1.0, dtype=torch.float32)
+        # (3,) per channel -> (1, 3, 1, 1); (3, S, S) mean image -> (1, 3, S, S)
+        self.mean = (mean.view(1, 3, 1, 1) if mean.dim() == 1 else mean.unsqueeze(0)).to(device)
+        self.std = std.reshape(1, -1, 1, 1).to(device)
+        if self.mean.dim() == 4 and self.mean.shape[-1] not in (1, self.image_size):
+            raise AlexNetError(f"checkpoint {loaded.name}: mean image is {tuple(mean.shape)}, "
+                               f"image_size {self.image_size}")
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast]
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, S, S, 3) -> float (B, 3, image_size, image_size), preprocessed.
+
+        Normalising the whole image before cutting the views equals cropping first and
+        subtracting the same crop of the mean image (the paper's order, §2), for any view.
+        """
+        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # (B, 3, S, S)
+        if x.shape[-1] != self.image_size:  # a store prepared at another size
+            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
+                              antialias=True, align_corners=False)
+        return (x - self.mean) / self.std
+
+    def views(self, images: torch.Tensor, views: str = "center") -> Iterator[torch.Tensor]:
+        """The test views of a uint8 batch, each (B, 3, crop, crop) channels_last."""
+        x = self.normalize(images)
+        for top, left, flip in crop_boxes(self.image_size, self.crop_size, views):
+            view = x[:, :, top:top + self.crop_size, left:left + self.crop_size]
+            if flip:
+                view = view.flip(-1)
+            yield view.contiguous(memory_format=torch.channels_last)
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3, crop, crop) -> float32 (B, num_classes)."""
+        with torch.inference_mode(), torch.autocast(self.device.type, self.autocast or torch.float32,
+                                                    enabled=self.autocast is not None):
+            return self.model(x).float()
+
+    def probabilities(self, images: torch.Tensor, views: str = "center") -> torch.Tensor:
+        """Softmax averaged over the views (§4.1): (B, num_classes) float32 on the CPU."""
+        total: torch.Tensor | None = None
+        count = 0
+        for view in self.views(images, views):
+            probs = self.logits(view).softmax(dim=1)
+            total = probs if total is None else total + probs
+            count += 1
+        assert total is not None
+        return (total / count).cpu()
+
+
+@dataclass
+class ClassMapping:
+    """How a model's output columns relate to a dataset's classes.
+
+    ``columns[j]`` is the model output of data class j. In the ``data`` label space the
+    scores are the model's probabilities of the dataset's classes, renormalised (the softmax
+    restricted to those classes); in the ``model`` space all outputs stay (e.g. 1000-way
+    ImageNet), and a prediction outside the dataset's classes is simply wrong.
+    """
+
+    columns: torch.Tensor  # (K_data,) int64
+    model_classes: list[str]
+    label_space: str
+
+    def scores(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """(B, C_model) -> (B, K) in the label space."""
+        if self.label_space == "model":
+            return probabilities
+        restricted = probabilities[:, self.columns]
+        return restricted / restricted.sum(dim=1, keepdim=True).clamp_min(1e-30)
+
+    def labels(self, data_labels: torch.Tensor) -> torch.Tensor:
+        """Data labels -> indices in the label space."""
+        return self.columns[data_labels] if self.label_space == "model" else data_labels
+
+    def data_class_of(self, predictions: torch.Tensor) -> torch.Tensor:
+        """Predicted label-space indices -> data class index, or -1 when not a data class."""
+        if self.label_space == "data":
+            return predictions
+        lookup = torch.full((len(self.model_classes),), -1, dtype=torch.int64)
+        lookup[self.columns] = torch.arange(len(self.columns))
+        return lookup[predictions]
+
+
+def map_classes(model: LoadedModel, data_classes: Sequence[str], data_name: str,
+                label_space: str = "data") -> ClassMapping:
+    """Match a dataset's classes to a model's outputs by name (e.g. Imagenette's wnids to
+    their ImageNet-1k indices); a dataset class the model does not know is an error."""
+    if label_space not in LABEL_SPACES:
+        raise unknown_choice("label space", label_space, LABEL_SPACES)
+    model_classes = list(model.info.classes)
+    index = {name: i for i, name in enumerate(model_classes)}
+    unknown = [name for name in data_classes if name not in index]
+    if unknown:
+        raise AlexNetError(
+            f"{model.name} has {len(model_classes)} classes but {data_name} has {len(data_classes)}, "
+            f"{len(unknown)} of them unknown to the model (e.g. {unknown[0]!r}); "
+            f"evaluate on data with the classes the model was trained on"
+        )
+    columns = torch.tensor([index[name] for name in data_classes], dtype=torch.int64)
+    return ClassMapping(columns, model_classes, label_space)
