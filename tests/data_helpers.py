@@ -1,0 +1,32 @@
+"""Small image trees written by the data tests themselves (no network, no shared data)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+    """Smooth-ish random RGB uint8 (H, W, 3), so JPEG keeps it recognisable."""
+    coarse = rng.integers(0, 256, (height // 4 + 1, width // 4 + 1, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR))
+
+
+def write_image(path: Path, pixels: np.ndarray, format: str | None = None, **options: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(pixels).save(path, format=format, **options)
+    return path
+
+
+def image_folder(root: Path, splits: dict[str, dict[str, int]], *, seed: int = 0,
+                 shape: tuple[int, int] = (40, 52), suffix: str = ".JPEG") -> Path:
+    """root/<split>/<class>/<class>_<i><suffix> with random images; returns root."""
+    rng = np.random.default_rng(seed)
+    for split, classes in splits.items():
+        for class_name, count in classes.items():
+            for i in range(count):
+                write_image(root / split / class_name / f"{class_name}_{i}{suffix}",
+                            random_image(rng, *shape))
+    return root
