@@ -120,6 +120,8 @@ def test_class_names_and_imagenet_indices() -> None:
     fake_1000 = [f"n{i:08d}" for i in range(1000)]
     names, indices = resolve_class_names(fake_1000)
     assert indices == list(range(1000)) and names == imagenet_categories()
+    names, indices = resolve_class_names(["n01443537", "n01440764"])  # any ImageNet subset
+    assert names == ["goldfish", "tench"] and indices == [1, 0]
     names, indices = resolve_class_names(["n99999999", "n01440764"])
     assert names == ["n99999999", "n01440764"] and indices is None  # unknown: fall back to ids
     hints = ClassHints({"n99999999": "mystery"})

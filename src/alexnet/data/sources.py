@@ -416,6 +416,16 @@ def imagenet_categories() -> list[str]:
     return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+def _packaged_wnids() -> list[str] | None:
+    """The 1000 sorted ImageNet-1k wnids the package ships (alexnet/imagenet_wnids.txt)."""
+    try:
+        from alexnet.pretrained import imagenet_wnids
+    except ImportError:
+        return None
+    wnids = imagenet_wnids()
+    return wnids if len(wnids) == 1000 else None
+
+
 def _imagenette_names() -> dict[str, str]:
     from torchvision.datasets import Imagenette
 
@@ -426,15 +436,17 @@ def resolve_class_names(classes: list[str], hints: ClassHints | None = None
                         ) -> tuple[list[str], list[int] | None]:
     """Human-readable names and ImageNet-1k indices of ``classes``, as far as they are known.
 
-    The ImageNet index of a wnid is its position among the 1000 sorted wnids; those are known
-    when the classes are all 1000, when a devkit meta.mat or a names file lists them, or for
-    the Imagenette wnids (whose names torchvision ships). Unknown names fall back to the id.
+    The ImageNet index of a wnid is its position among the 1000 sorted wnids, taken from a
+    devkit meta.mat or names file when given, the classes themselves when they are 1000, or
+    the list the package ships; the Imagenette wnids are also known from torchvision's
+    Imagenette names. Unknown names fall back to the id.
     """
     hints = hints or ClassHints()
     if not classes or not all(WNID.match(c) for c in classes):
         return [hints.names.get(c, c) for c in classes], None
     categories = imagenet_categories()
-    all_wnids = hints.all_wnids or (sorted(classes) if len(classes) == len(categories) else None)
+    all_wnids = (hints.all_wnids or (sorted(classes) if len(classes) == len(categories) else None)
+                 or _packaged_wnids())
     indices: list[int] | None = None
     if all_wnids is not None and set(classes) <= set(all_wnids):
         position = {w: i for i, w in enumerate(all_wnids)}

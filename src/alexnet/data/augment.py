@@ -1,0 +1,350 @@
+"""Training and evaluation views, batched on the device (§2, §4.1).
+
+Input: uint8 (B, S, S, 3) batches as the loader yields them (S = the store's size, 256 in
+the paper). Output: float (B, 3, crop, crop) tensors in channels_last memory, ready for a
+channels_last model under bf16 autocast. Everything is whole-batch tensor work (no loop over
+images), so it runs on the GPU when the batch is there, and vectorised on the CPU.
+
+- Training (§4.1): a random crop x crop patch (224 of 256) and, with probability 1/2, its
+  horizontal reflection; PCA lighting: add ``eigvec @ (alpha * eigval)`` to every pixel,
+  alpha ~ N(0, 0.1) drawn per image per use.
+- Normalisation: the paper's mean image subtraction (§2: the per-pixel mean of the training
+  set, cropped and flipped with the image), or torchvision-style per-channel
+  ``(x - mean) / std`` with the dataset's own mean/std ("channel") or torchvision's ImageNet
+  constants ("imagenet", for torchvision's pretrained weights).
+- Evaluation: the centre crop, or the paper's 10 patches (4 corners + centre, and their
+  reflections) in exactly the order and positions of torchvision.transforms.TenCrop.
+
+Crops are cut with one gather over an unfolded view of the batch (a few ms for 128 images),
+so a flip is a different crop of a mirrored view rather than a second pass over the floats.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from alexnet.data.store import StoreStats
+from alexnet.errors import AlexNetError, unknown_choice
+
+# torchvision's ImageNet per-channel normalisation, in 0..255 pixel units
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+NORMALIZATIONS = ("mean_image", "channel", "imagenet")
+VIEWS = ("center", "ten_crop")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    crop_size: int = 224  # §4.1: 224x224 patches of the 256x256 images
+    flip: bool = True  # §4.1: horizontal reflections
+    lighting_std: float = 0.1  # §4.1: alpha ~ N(0, 0.1); 0 switches PCA lighting off
+    normalization: str = "mean_image"  # "mean_image" (§2) | "channel" | "imagenet"
+    dtype: torch.dtype = torch.float32  # of the output; the arithmetic is float32
+
+    def __post_init__(self) -> None:
+        if self.normalization not in NORMALIZATIONS:
+            raise unknown_choice("normalization", self.normalization, NORMALIZATIONS)
+        if self.crop_size < 1 or self.lighting_std < 0:
+            raise AlexNetError(f"crop_size must be >= 1 and lighting_std >= 0, got "
+                               f"{self.crop_size} and {self.lighting_std}")
+
+
+# ------------------------------------------------------------------------------ crops
+
+
+def crop_views(images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor,
+               flips: torch.Tensor, crop: int, image_index: torch.Tensor | None = None
+               ) -> torch.Tensor:
+    """Crop view v of image ``image_index[v]`` at (``tops[v]``, ``lefts[v]``), mirrored where
+    ``flips[v]``: (B, S, S, C) -> (V, crop, crop, C), same dtype, contiguous."""
+    size = images.shape[1]
+    if crop > size or images.shape[2] != size:
+        raise AlexNetError(f"crop {crop} does not fit images of {tuple(images.shape[1:3])}")
+    if image_index is None:
+        image_index = torch.arange(len(images), device=images.device)
+    windows = images.unfold(1, crop, 1).unfold(2, crop, 1)  # (B, n, n, C, crop, crop), a view
+    windows = windows.permute(0, 1, 2, 4, 5, 3)  # (B, n, n, crop, crop, C)
+    views = windows[image_index, tops, lefts]  # (V, crop, crop, C): one gather
+    if bool(flips.any()):
+        flipped = flips.nonzero().squeeze(1)
+        views[flipped] = views[flipped].flip(2)
+    return views
+
+
+def _mirror_lefts(lefts: torch.Tensor, flips: torch.Tensor, size: int, crop: int) -> torch.Tensor:
+    """flip(crop(x, top, left)) == crop(flip(x), top, size - crop - left)."""
+    return torch.where(flips, size - crop - lefts, lefts)
+
+
+def random_crop_flip(images: torch.Tensor, crop: int, generator: torch.Generator | None = None,
+                     flip: bool = True) -> torch.Tensor:
+    """§4.1: a random ``crop`` patch of each image, mirrored with probability 1/2.
+    uint8 (B, S, S, 3) -> uint8 (B, crop, crop, 3)."""
+    tops, lefts, flips = _random_boxes(images, crop, generator, flip)
+    return crop_views(images, tops, lefts, flips, crop)
+
+
+def _random_boxes(images: torch.Tensor, crop: int, generator: torch.Generator | None,
+                  flip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    batch, size, device = images.shape[0], images.shape[1], images.device
+    if crop > size:
+        raise AlexNetError(f"crop {crop} is larger than the images ({size})")
+    tops = torch.randint(0, size - crop + 1, (batch,), generator=generator, device=device)
+    lefts = torch.randint(0, size - crop + 1, (batch,), generator=generator, device=device)
+    if flip:
+        flips = torch.rand(batch, generator=generator, device=device) < 0.5
+    else:
+        flips = torch.zeros(batch, dtype=torch.bool, device=device)
+    return tops, lefts, flips
+
+
+def center_boxes(size: int, crop: int) -> tuple[int, int]:
+    """torchvision's center_crop offsets: int(round((size - crop) / 2)), half to even."""
+    middle = round((size - crop) / 2.0)
+    return middle, middle
+
+
+def ten_crop_boxes(size: int, crop: int) -> list[tuple[int, int, bool]]:
+    """(top, left, flipped) of the 10 patches, in torchvision.transforms.TenCrop's order:
+    five_crop(image) then five_crop(hflip(image)); positions given in the unflipped image."""
+    if crop > size:
+        raise AlexNetError(f"crop {crop} is larger than the images ({size})")
+    far = size - crop
+    middle = center_boxes(size, crop)
+    five = [(0, 0), (0, far), (far, 0), (far, far), middle]  # tl, tr, bl, br, centre
+    # a crop at `left` of the mirrored image is the mirror of the crop at far - left
+    return [(top, left, False) for top, left in five] + [(top, far - left, True) for top, left in five]
+
+
+def center_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
+    """uint8 (B, S, S, 3) -> (B, crop, crop, 3): torchvision's CenterCrop."""
+    top, left = center_boxes(images.shape[1], crop)
+    return images[:, top:top + crop, left:left + crop].contiguous()
+
+
+def ten_crop(images: torch.Tensor, crop: int) -> torch.Tensor:
+    """uint8 (B, S, S, 3) -> (10 B, crop, crop, 3), image-major: rows 10 b .. 10 b + 9 are
+    torchvision's TenCrop of image b (so logits.view(B, 10, K).mean(1) averages them)."""
+    tops, lefts, flips, index = _ten_crop_index(images.shape[0], images.shape[1], crop,
+                                                images.device)
+    return crop_views(images, tops, lefts, flips, crop, index)
+
+
+def _ten_crop_index(batch: int, size: int, crop: int, device: torch.device
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    boxes = torch.tensor([(top, left, int(flip)) for top, left, flip in ten_crop_boxes(size, crop)],
+                         device=device)  # (10, 3)
+    repeated = boxes.repeat(batch, 1)  # (10 B, 3), image-major
+    index = torch.arange(batch, device=device).repeat_interleave(len(boxes))
+    return repeated[:, 0], repeated[:, 1], repeated[:, 2].bool(), index
+
+
+# --------------------------------------------------------------------------- lighting
+
+
+def lighting_shift(batch: int, eigval: torch.Tensor, eigvec: torch.Tensor, alpha_std: float = 0.1,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """§4.1: the RGB offset ``eigvec @ (alpha * eigval)`` of each image, (B, 3), 0..255 units.
+
+    ``eigval`` are the eigenvalues of the covariance of 0..255 pixel values (stats.npz). The
+    paper's formula is applied to pixels scaled to [0, 1], as the widely used implementations
+    do (fb.resnet.torch: ImageNet eigval 0.2175, 0.0188, 0.0045), and the offset scaled back
+    to 0..255: offset_255 = eigvec @ (alpha * eigval / 255). Applied literally to 0..255
+    pixels the offsets would be ~255x larger (hundreds of grey levels).
+    """
+    eigval = eigval.to(eigvec.device, torch.float32)
+    alpha = torch.randn(batch, 3, generator=generator, device=eigvec.device) * alpha_std
+    return (alpha * (eigval / 255.0)) @ eigvec.to(torch.float32).T  # (B, 3)
+
+
+def pca_lighting(images: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
+                 alpha_std: float = 0.1, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Add a fresh PCA lighting offset to each float image (B, 3, H, W) in 0..255 units."""
+    shift = lighting_shift(images.shape[0], eigval, eigvec.to(images.device), alpha_std, generator)
+    return images + shift.to(images.dtype)[:, :, None, None]
+
+
+# ---------------------------------------------------------------------- normalisation
+
+
+@dataclass
+class Normalization:
+    """Pixel normalisation in 0..255 units: ``(x - mean) / std``.
+
+    ``mean`` is the (S, S, 3) mean image for "mean_image" (std = 1, §2) or a (3,) channel
+    mean; views take the mean image's crop at the same place, mirrored with the image.
+    """
+
+    kind: str
+    mean: torch.Tensor  # (S, S, 3) or (3,), float32
+    std: torch.Tensor  # (3,), float32
+    _on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=dict, repr=False)
+
+    @classmethod
+    def from_stats(cls, kind: str, stats: StoreStats | None) -> Normalization:
+        if kind not in NORMALIZATIONS:
+            raise unknown_choice("normalization", kind, NORMALIZATIONS)
+        if kind == "imagenet":
+            return cls(kind, torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD))
+        if stats is None:
+            raise AlexNetError(f"normalization {kind!r} needs the store's stats.npz")
+        if kind == "mean_image":
+            return cls(kind, stats.mean_image.float(), torch.ones(3))
+        return cls(kind, stats.channel_mean.float(), stats.channel_std.float().clamp_min(1e-3))
+
+    @classmethod
+    def from_preprocess(cls, preprocess: dict[str, Any]) -> Normalization:
+        """From a checkpoint's ``preprocess`` (mean (3, S, S) or (3,), std (3,))."""
+        mean = torch.as_tensor(preprocess["mean"], dtype=torch.float32)
+        std = torch.as_tensor(preprocess.get("std", torch.ones(3)), dtype=torch.float32)
+        if mean.dim() == 3:
+            return cls("mean_image", mean.permute(1, 2, 0).contiguous(), std.reshape(3))
+        return cls(str(preprocess.get("normalization", "channel")), mean.reshape(3), std.reshape(3))
+
+    @property
+    def image_size(self) -> int | None:
+        """The image side a mean image fixes; None for per-channel normalisation."""
+        return int(self.mean.shape[0]) if self.mean.dim() == 3 else None
+
+    def check_size(self, size: int) -> None:
+        if self.image_size is not None and self.image_size != size:
+            raise AlexNetError(f"the mean image is {self.image_size}x{self.image_size} but the "
+                               f"images are {size}x{size}: use the store the stats came from")
+
+    def to_preprocess(self, crop_size: int, image_size: int | None = None) -> dict[str, Any]:
+        """The checkpoint ``preprocess`` dict (alexnet.checkpoint) that rebuilds this."""
+        per_pixel = self.mean.dim() == 3
+        image_size = self.image_size or image_size
+        if image_size is None:
+            raise AlexNetError("per-channel normalisation: give the image size of the preprocess")
+        return {
+            "image_size": image_size,
+            "crop_size": crop_size,
+            "normalization": "mean_image" if per_pixel else "channel",
+            "mean": self.mean.permute(2, 0, 1).contiguous() if per_pixel else self.mean.clone(),
+            "std": self.std.clone(),
+        }
+
+    def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mean, 1/std) on ``device``; the mean image stacked with its mirror, (2, S, S, 3)."""
+        if device not in self._on_device:
+            mean = self.mean.to(device)
+            if mean.dim() == 3:
+                mean = torch.stack([mean, mean.flip(1)])
+            self._on_device[device] = (mean, (1.0 / self.std).to(device))
+        return self._on_device[device]
+
+    def apply(self, crops: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor,
+              flips: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 views (V, c, c, 3) cut at (tops, lefts, flips) -> float32 (V, c, c, 3),
+        normalised, plus the per-view RGB ``shift`` (V, 3) in pixel units if given."""
+        mean, inverse_std = self._tensors(crops.device)
+        out = crops.float()
+        if mean.dim() == 4:  # mean image: its crop at the same place, mirrored with the view
+            size, crop = mean.shape[1], crops.shape[1]
+            mirrored = _mirror_lefts(lefts, flips, size, crop)
+            out -= crop_views(mean, tops, mirrored, torch.zeros_like(flips), crop, flips.long())
+            if shift is not None:
+                out += shift[:, None, None, :]
+            return out
+        bias = -mean if shift is None else shift - mean  # (3,) or (V, 3)
+        out += bias.reshape(-1, 1, 1, 3)
+        out *= inverse_std
+        return out
+
+
+def _channels_last(views: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(V, c, c, 3) contiguous -> (V, 3, c, c) with channels_last strides (a view)."""
+    out = views.permute(0, 3, 1, 2)
+    return out if dtype == out.dtype else out.to(dtype, memory_format=torch.channels_last)
+
+
+# ------------------------------------------------------------------------ the two views
+
+
+class TrainAugment:
+    """The paper's training view (§4.1) of a uint8 batch: ``augment(images, generator)``."""
+
+    def __init__(self, stats: StoreStats | None, config: AugmentConfig | None = None) -> None:
+        self.config = config or AugmentConfig()
+        self.normalization = Normalization.from_stats(self.config.normalization, stats)
+        if self.config.lighting_std > 0 and stats is None:
+            raise AlexNetError("PCA lighting needs the store's stats.npz; set lighting_std=0")
+        self.eigval = stats.pca_eigval.float() if stats is not None else torch.zeros(3)
+        self.eigvec = stats.pca_eigvec.float() if stats is not None else torch.eye(3)
+        self._eigen_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None
+                 ) -> torch.Tensor:
+        """uint8 (B, S, S, 3) -> float (B, 3, crop, crop), channels_last, on images.device.
+
+        ``generator`` (on the images' device) makes the crops, flips and lighting
+        reproducible; None uses torch's default generator of that device.
+        """
+        config = self.config
+        self.normalization.check_size(images.shape[1])
+        tops, lefts, flips = _random_boxes(images, config.crop_size, generator, config.flip)
+        crops = crop_views(images, tops, lefts, flips, config.crop_size)
+        shift = None
+        if config.lighting_std > 0:
+            eigval, eigvec = self._eigen(images.device)
+            shift = lighting_shift(len(images), eigval, eigvec, config.lighting_std, generator)
+        out = self.normalization.apply(crops, tops, lefts, flips, shift)
+        return _channels_last(out, config.dtype)
+
+    def _eigen(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        if device not in self._eigen_on:
+            self._eigen_on[device] = (self.eigval.to(device), self.eigvec.to(device))
+        return self._eigen_on[device]
+
+    def preprocess(self, image_size: int | None = None) -> dict[str, Any]:
+        """What the evaluation views of a model trained with this need (checkpoint format);
+        ``image_size`` is needed only for per-channel normalisation."""
+        return self.normalization.to_preprocess(self.config.crop_size, image_size)
+
+
+class EvalTransform:
+    """Evaluation views of a uint8 batch: the centre crop, or the 10 patches (§4.1, §6)."""
+
+    def __init__(self, normalization: Normalization, crop_size: int = 224, view: str = "center",
+                 dtype: torch.dtype = torch.float32) -> None:
+        if view not in VIEWS:
+            raise unknown_choice("view", view, VIEWS)
+        self.normalization, self.crop_size, self.view, self.dtype = normalization, crop_size, view, dtype
+
+    @classmethod
+    def from_stats(cls, stats: StoreStats | None, config: AugmentConfig | None = None,
+                   view: str = "center") -> EvalTransform:
+        config = config or AugmentConfig()
+        return cls(Normalization.from_stats(config.normalization, stats), config.crop_size, view,
+                   config.dtype)
+
+    @classmethod
+    def from_preprocess(cls, preprocess: dict[str, Any], view: str = "center") -> EvalTransform:
+        return cls(Normalization.from_preprocess(preprocess), int(preprocess["crop_size"]), view)
+
+    @property
+    def views_per_image(self) -> int:
+        return 10 if self.view == "ten_crop" else 1
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, S, S, 3) -> float (B * views, 3, crop, crop), channels_last, image-major."""
+        batch, size, device = images.shape[0], images.shape[1], images.device
+        self.normalization.check_size(size)
+        if self.view == "ten_crop":
+            tops, lefts, flips, index = _ten_crop_index(batch, size, self.crop_size, device)
+        else:
+            top, left = center_boxes(size, self.crop_size)
+            tops = torch.full((batch,), top, device=device)
+            lefts = torch.full((batch,), left, device=device)
+            flips = torch.zeros(batch, dtype=torch.bool, device=device)
+            index = None
+        crops = crop_views(images, tops, lefts, flips, self.crop_size, index)
+        return _channels_last(self.normalization.apply(crops, tops, lefts, flips), self.dtype)
+
+    def preprocess(self, image_size: int | None = None) -> dict[str, Any]:
+        return self.normalization.to_preprocess(self.crop_size, image_size)
