@@ -210,10 +210,14 @@ def test_lrn_matches_the_formula_including_edges(channels: int) -> None:
 def test_lrn_equals_torch_module_in_the_original_code_convention() -> None:
     torch.manual_seed(1)
     a = torch.randn(4, 96, 9, 9) * 50
-    reference = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)(a)
-    model_layer = create_model("alexnet2012").features.norm1
-    torch.testing.assert_close(model_layer(a), reference)
+    torch_lrn = nn.LocalResponseNorm(5, alpha=1e-4, beta=0.75, k=2.0)
+    reference = torch_lrn(a)
     torch.testing.assert_close(local_response_norm(a), reference)
+    # The model normalises each tower's 48 maps on its own, as the 2012 code does (§3.2).
+    model_layer = create_model("alexnet2012").features.norm1
+    per_tower = torch.cat([torch_lrn(a[:, :48]), torch_lrn(a[:, 48:])], dim=1)
+    torch.testing.assert_close(model_layer(a), per_tower)
+    assert not torch.allclose(model_layer(a), reference)  # the tower edge matters
 
 
 def test_lrn_paper_formula_needs_alpha_times_n() -> None:

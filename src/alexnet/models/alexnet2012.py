@@ -2,7 +2,8 @@
 
 Two towers (one per GTX 580 in the paper) are expressed as grouped convolutions: conv2,
 conv4 and conv5 see only their own tower's kernel maps (groups=2), conv3 and the fully
-connected layers see both (§3.2). Shapes for a 224x224 input (B = batch):
+connected layers see both (§3.2); LRN sums over the maps of its own tower, as the 2012
+code's rnorm1a/rnorm1b do. Shapes for a 224x224 input (B = batch):
 
     conv1 96x11x11/4 (pad 2) -> ReLU -> LRN -> max-pool 3/2   (B, 96, 27, 27)
     conv2 256x5x5 pad 2, 2 towers -> ReLU -> LRN -> max-pool    (B, 256, 13, 13)
@@ -104,8 +105,9 @@ class AlexNet2012(nn.Module):
                 )
                 layers[f"relu{i}"] = activation_layer(activation)
                 previous = channels[i]
-            if i in (1, 2) and lrn:  # §3.3: LRN after the ReLU of conv1 and conv2
-                layers[f"norm{i}"] = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0)
+            if i in (1, 2) and lrn:  # §3.3: LRN after the ReLU of conv1 and conv2, per tower
+                layers[f"norm{i}"] = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0,
+                                                       groups=towers)
             if i in (1, 2, 5):  # §3.4 / §3.5: max-pooling after both LRNs and after conv5
                 layers[f"pool{i}"] = max_pool(overlapping_pooling)
         self.features = nn.Sequential(layers)

@@ -21,7 +21,8 @@ def activation_layer(name: str) -> nn.Module:
 
 
 def local_response_norm(
-    x: torch.Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0
+    x: torch.Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
+    groups: int = 1,
 ) -> torch.Tensor:
     """Cross-channel local response normalisation (§3.3), original-code convention.
 
@@ -31,6 +32,10 @@ def local_response_norm(
     last channel, and the sum is always divided by ``size``. That is the 2012 code's
     convention (layer.py: ``scale /= size``) and exactly ``torch.nn.LocalResponseNorm``;
     the paper's printed formula has no ``/ size`` (it would need alpha=5e-4 here).
+
+    ``groups`` splits the channels into that many towers whose windows are clipped at the
+    tower edges too: the 2012 code normalises each GPU's 48 (conv1) or 128 (conv2) maps on
+    their own (layers-145.cfg: rnorm1a / rnorm1b with channels=48).
 
     Written by hand because it is faster: the window sum is a 1x1 convolution of a^2 with a
     banded 0/1 (C, C) matrix, which runs on the matrix units in bf16 and channels_last.
@@ -42,6 +47,9 @@ def local_response_norm(
     index = torch.arange(channels, device=x.device)
     offset = index[None, :] - index[:, None]  # (C, C): input channel j - output channel i
     band = (offset >= -(size // 2)) & (offset <= (size - 1) // 2)
+    if groups > 1:  # windows end at tower edges: each GPU normalised its own maps (§3.2)
+        tower = index // (channels // groups)
+        band &= tower[None, :] == tower[:, None]
     window_sum = F.conv2d(x * x, band.to(x.dtype).view(channels, channels, 1, 1))
     return x * (k + alpha / size * window_sum).pow(-beta)
 
@@ -49,15 +57,17 @@ def local_response_norm(
 class LocalResponseNorm(nn.Module):
     """Module form of :func:`local_response_norm` (k=2, n=5, alpha=1e-4, beta=0.75, §3.3)."""
 
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0):
+    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0,
+                 groups: int = 1):
         super().__init__()
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
+        self.size, self.alpha, self.beta, self.k, self.groups = size, alpha, beta, k, groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, self.groups)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
+        towers = f", groups={self.groups}" if self.groups > 1 else ""
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}{towers}"
 
 
 def same_map_response_norm(
