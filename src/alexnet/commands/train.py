@@ -1,0 +1,150 @@
+"""``alexnet train`` and ``alexnet bench train``.
+
+Every TrainConfig field is a flag (``--lr 0.02``, ``--no-flip``, ``--lr-milestones 30,60``,
+``--model-option width=0.5``), generated from the dataclass so that the two never disagree;
+only the flags given override the preset. The command parses, calls
+``alexnet.train.train`` and prints its summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import re
+import typing
+from pathlib import Path
+from typing import Any
+
+from alexnet.cli import command, parse_options
+from alexnet.commands.bench import benchmark
+from alexnet.errors import AlexNetError
+
+# flags that take KEY=VALUE pairs, for the dict-valued fields
+PAIR_FIELDS = {"model_options": "model-option", "layer_weight_decay": "layer-weight-decay"}
+
+
+def _field_help() -> dict[str, str]:
+    """The trailing ``# comment`` of each TrainConfig field, as its --help text."""
+    from alexnet.train.config import TrainConfig
+
+    try:
+        source = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):
+        return {}
+    found = re.findall(r"^    (\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
+    return dict(found)
+
+
+@command("train", "train a model: the paper's recipe (§4-5) as named presets, resumable, "
+                  "DDP via torchrun, the two-device towers of §3.2")
+def _train_args(parser: argparse.ArgumentParser) -> None:
+    from alexnet.train.config import PRESETS, TrainConfig
+
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = "presets:\n" + "\n".join(
+        f"  {name}: {p.description}\n      source: {p.source}" for name, p in PRESETS.items())
+    parser.add_argument("--preset", choices=list(PRESETS), default=None,
+                        help="start from a named setup (see below); flags override it")
+    parser.add_argument("--resume", metavar="RUN_DIR", default=None,
+                        help="continue the run in RUN_DIR with its saved config (flags override "
+                             "it); relaunching the same command on a run folder also resumes")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start over in --out, deleting its checkpoints and logs")
+    helps = _field_help()
+    defaults = TrainConfig()
+    hints = typing.get_type_hints(TrainConfig)
+    group = parser.add_argument_group("config (every TrainConfig field; default: the preset's)")
+    for f in dataclasses.fields(TrainConfig):
+        text = helps.get(f.name, "")
+        default = getattr(defaults, f.name)
+        if f.name in PAIR_FIELDS:
+            group.add_argument(f"--{PAIR_FIELDS[f.name]}", dest=f.name, action="append",
+                               metavar="KEY=VALUE", default=None,
+                               help=f"{text} (repeatable)".strip())
+        elif hints[f.name] is bool:
+            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
+                               action=argparse.BooleanOptionalAction,
+                               help=f"{text} (default {default})".strip())
+        else:
+            shown = ",".join(map(str, default)) if isinstance(default, list) else default
+            group.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
+                               metavar=f.name.upper(), help=f"{text} (default {shown})".strip())
+
+
+@_train_args
+def _train(args: argparse.Namespace) -> int:
+    from alexnet.train import train
+    from alexnet.train.config import TrainConfig, apply_overrides, resolve_config
+
+    overrides = _overrides(args)
+    preset = args.preset
+    if args.resume is not None:
+        if args.fresh:
+            raise AlexNetError("--resume and --fresh contradict each other; give one")
+        saved = Path(args.resume) / "config.json"
+        if not saved.is_file():
+            raise AlexNetError(f"{args.resume} is not a run folder ({saved} missing)")
+        import json
+
+        record = json.loads(saved.read_text())
+        names = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = apply_overrides(TrainConfig(), {k: v for k, v in record.items() if k in names})
+        config = apply_overrides(config, {**overrides, "out": args.resume}).validate()
+        preset = preset or record.get("preset")
+    else:
+        config = resolve_config(preset, overrides)
+    result = train(config, fresh=args.fresh, preset=preset)
+    print(result.summary())
+    return {"stopped": 143}.get(result.status, 0)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from alexnet.train.config import TrainConfig
+
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is None:
+            continue
+        values[f.name] = parse_options(value) if f.name in PAIR_FIELDS else value
+    return values
+
+
+@benchmark("train", "images/s of a training step: alexnet2012 and alexnet2014 on the fast path vs "
+                    "torchvision's alexnet in fp32 eager NCHW, interleaved in one run")
+def _bench_train_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default="alexnet2012,alexnet2014",
+                        help="comma-separated candidates (default: %(default)s)")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                        help="candidates' precision (auto: bf16 where fast)")
+    parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the candidates")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
+    parser.add_argument("--warmup", type=int, default=2)
+
+
+@_bench_train_args
+def _bench_train(args: argparse.Namespace) -> int:
+    from alexnet.models import list_models
+    from alexnet.train.bench import TrainBenchConfig, run_train_benchmark
+
+    models = tuple(m.strip() for m in args.models.split(",") if m.strip())
+    unknown = [m for m in models if m not in list_models()]
+    if unknown:
+        raise AlexNetError(f"unknown model {unknown[0]!r}; valid: {', '.join(list_models())}")
+    for name in ("image_size", "batch_size", "rounds", "steps"):
+        if getattr(args, name) < 1:
+            raise AlexNetError(f"--{name.replace('_', '-')} must be at least 1")
+    config = TrainBenchConfig(models=models, image_size=args.image_size,
+                              batch_size=args.batch_size, device=args.device,
+                              precision=args.precision, channels_last=not args.no_channels_last,
+                              compile=args.compile, rounds=args.rounds, steps=args.steps,
+                              warmup=args.warmup)
+    result = run_train_benchmark(config, log=print)
+    print(result.summary())
+    return 0

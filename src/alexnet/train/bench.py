@@ -1,0 +1,134 @@
+"""``alexnet bench train``: images/s of a training step, ours vs torchvision's, one run.
+
+The baseline is ``torchvision.models.alexnet`` trained the plain way: fp32, eager, NCHW
+memory, SGD with momentum. The candidates are alexnet2012 and alexnet2014 stepped by
+``TrainStep``, exactly what ``alexnet train`` runs (bf16 autocast where the hardware has it,
+channels_last, optionally torch.compile). Inputs are random (B, 3, S, S) tensors already on
+the device, so this measures the step alone; the data pipeline has its own benchmark.
+
+Rounds interleave baseline and candidates (B, c1, c2, B, c1, c2, ...) so that the load of a
+shared machine hits all of them alike; each figure is the median over rounds.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+import torchvision
+
+from alexnet.models import create_model
+from alexnet.train.step import TrainStep, autocast_dtype
+
+
+@dataclass
+class TrainBenchConfig:
+    models: tuple[str, ...] = ("alexnet2012", "alexnet2014")
+    image_size: int = 224
+    batch_size: int = 128
+    device: str = "cpu"
+    precision: str = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    rounds: int = 3
+    steps: int = 3  # timed steps per variant per round
+    warmup: int = 2  # untimed steps per variant before the first round
+    num_classes: int = 1000
+
+
+@dataclass
+class TrainBenchResult:
+    config: TrainBenchConfig
+    device_name: str
+    images_per_s: dict[str, list[float]] = field(default_factory=dict)  # variant -> per round
+
+    def median(self, name: str) -> float:
+        return statistics.median(self.images_per_s[name])
+
+    def summary(self) -> str:
+        c = self.config
+        baseline = self.median("torchvision")
+        lines = [f"training step, batch {c.batch_size}, {c.image_size}x{c.image_size}, "
+                 f"{self.device_name}, median of {c.rounds} interleaved rounds x {c.steps} steps:",
+                 f"  {'torchvision alexnet (fp32, eager, NCHW)':<46} {baseline:8.1f} images/s"]
+        for name in self.images_per_s:
+            if name != "torchvision":
+                rate = self.median(name)
+                lines.append(f"  {name:<46} {rate:8.1f} images/s  {rate / baseline:5.2f}x")
+        return "\n".join(lines)
+
+
+def _baseline_step(device: torch.device, config: TrainBenchConfig) -> Callable[[], None]:
+    model = torchvision.models.alexnet(num_classes=config.num_classes).to(device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    x = torch.randn(config.batch_size, 3, config.image_size, config.image_size, device=device)
+    labels = torch.randint(0, config.num_classes, (config.batch_size,), device=device)
+
+    def step() -> None:
+        loss = F.cross_entropy(model(x), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def _candidate_step(name: str, device: torch.device, config: TrainBenchConfig
+                    ) -> Callable[[], None]:
+    model = create_model(name, num_classes=config.num_classes).to(device)
+    memory = torch.channels_last if config.channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    precision = autocast_dtype(device, config.precision)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
+    train_step = TrainStep(model, optimizer, scaler, precision, compile=config.compile, device=device)
+    x = torch.randn(config.batch_size, 3, config.image_size, config.image_size, device=device)
+    x = x.contiguous(memory_format=memory)
+    labels = torch.randint(0, config.num_classes, (config.batch_size,), device=device)
+    return lambda: train_step(x, labels)
+
+
+def _time(step: Callable[[], None], steps: int, batch: int, device: torch.device) -> float:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return steps * batch / (time.perf_counter() - start)
+
+
+def run_train_benchmark(config: TrainBenchConfig, log: Callable[[str], None] = print
+                        ) -> TrainBenchResult:
+    from alexnet.train.distributed import rank_device
+
+    device = rank_device(config.device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"CPU, {torch.get_num_threads()} threads"
+    precision = autocast_dtype(device, config.precision)
+    suffix = ", ".join(filter(None, [
+        {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[precision],
+        "channels_last" if config.channels_last else "NCHW",
+        "compiled" if config.compile else "eager"]))
+    steps = {"torchvision": _baseline_step(device, config)}
+    for model_name in config.models:
+        steps[f"{model_name} ({suffix})"] = _candidate_step(model_name, device, config)
+    result = TrainBenchResult(config, name, {variant: [] for variant in steps})
+    for variant, step in steps.items():
+        log(f"warming up {variant} ...")
+        for _ in range(config.warmup):
+            step()
+    for round_index in range(config.rounds):
+        for variant, step in steps.items():
+            rate = _time(step, config.steps, config.batch_size, device)
+            result.images_per_s[variant].append(rate)
+            log(f"round {round_index + 1}/{config.rounds}: {variant}: {rate:.1f} images/s")
+    return result

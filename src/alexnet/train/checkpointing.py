@@ -1,0 +1,177 @@
+"""The run folder (docs/ARCHITECTURE.md) and the checkpoints in it.
+
+```
+RUN_DIR/config.json        the resolved TrainConfig (+ versions, device, git commit)
+RUN_DIR/metrics.jsonl      step and epoch records (rank 0)
+RUN_DIR/checkpoints/       step-NNNNNNN.pt (the newest keep_checkpoints), last.pt, best.pt
+RUN_DIR/model.safetensors  the best weights, in `alexnet export --format safetensors` layout
+RUN_DIR/tensorboard/       event files
+RUN_DIR/summary.json       final metrics and paths
+```
+
+Every checkpoint is first written whole to its own step file (temp file, fsync, rename:
+``alexnet.checkpoint.atomic_save``), and only then is ``last.pt`` pointed at it, by a hard
+link renamed over the old one - so a process killed at any moment leaves ``last.pt`` either
+the previous complete checkpoint or the new complete one. Resuming still verifies what it
+reads and falls back to the newest step file that loads.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from alexnet.checkpoint import Checkpoint, read_checkpoint, save_checkpoint, unwrap
+from alexnet.errors import AlexNetError
+
+STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+
+
+class RunFolder:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.checkpoints = self.root / "checkpoints"
+        self.config = self.root / "config.json"
+        self.metrics = self.root / "metrics.jsonl"
+        self.tensorboard = self.root / "tensorboard"
+        self.weights = self.root / "model.safetensors"
+        self.summary = self.root / "summary.json"
+        self.last = self.checkpoints / "last.pt"
+        self.best = self.checkpoints / "best.pt"
+
+    # ---- finding what to resume from ---------------------------------------------------
+
+    def step_files(self) -> list[Path]:
+        """step-*.pt, oldest first."""
+        if not self.checkpoints.is_dir():
+            return []
+        found = [(int(m.group(1)), p) for p in self.checkpoints.iterdir()
+                 if (m := STEP_FILE.match(p.name))]
+        return [p for _, p in sorted(found)]
+
+    def has_checkpoint(self) -> bool:
+        return self.last.exists() or bool(self.step_files())
+
+    def newest_valid(self) -> tuple[Path, dict[str, Any]] | None:
+        """The newest checkpoint that reads completely (last.pt first), with its contents."""
+        candidates = [self.last, *reversed(self.step_files())]
+        problems = []
+        for path in candidates:
+            if not path.exists():
+                continue
+            try:
+                data = read_checkpoint(path)
+            except AlexNetError as error:  # truncated or foreign: try the next older one
+                problems.append(str(error))
+                continue
+            if "training" in data and data["training"].get("step") is not None:
+                return path, data
+            problems.append(f"{path} has no training state")
+        if problems:
+            raise AlexNetError(f"no usable checkpoint in {self.checkpoints}: {problems[0]}; "
+                               "start over with --fresh")
+        return None
+
+    # ---- writing -----------------------------------------------------------------------
+
+    def save(self, model: nn.Module, info: Checkpoint, training: dict[str, Any], step: int,
+             keep: int, best: bool) -> Path:
+        """Write step-NNNNNNN.pt, point last.pt (and best.pt) at it, drop old step files."""
+        path = self.checkpoints / f"step-{step:07d}.pt"
+        save_checkpoint(path, model, info, training)
+        _link_over(path, self.last)
+        if best:
+            _link_over(path, self.best)
+        for old in self.step_files()[:-keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def save_weights(self, model: nn.Module, info: Checkpoint) -> None:
+        """model.safetensors in the layout `alexnet export` writes and ``load_safetensors`` reads."""
+        from safetensors.torch import save_file
+
+        from alexnet.export import metadata
+
+        tensors = {name: t.detach().cpu().contiguous() for name, t in unwrap(model).state_dict().items()}
+        for key, value in info.preprocess.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"preprocess.{key}"] = value.float().contiguous()
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=self.root)
+        os.close(fd)
+        try:
+            save_file(tensors, tmp, metadata=metadata(info))
+            os.replace(tmp, self.weights)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    def write_json(self, path: Path, data: dict[str, Any]) -> None:
+        """Atomically write ``data`` as indented JSON."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+        os.replace(tmp, path)
+
+    def clear(self) -> None:
+        """--fresh: remove what an earlier run wrote here (never other files)."""
+        for path in (self.config, self.metrics, self.weights, self.summary):
+            path.unlink(missing_ok=True)
+        for folder in (self.checkpoints, self.tensorboard):
+            if folder.is_dir():
+                shutil.rmtree(folder)
+
+
+def _link_over(source: Path, target: Path) -> None:
+    """Make ``target`` a hard link to ``source`` atomically (a copy where links fail)."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError:  # file systems without hard links
+        shutil.copyfile(source, tmp)
+    os.replace(tmp, target)
+
+
+# ---- fine-tuning: start from other weights ------------------------------------------------
+
+
+def load_matching_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str
+                          ) -> tuple[list[str], list[str]]:
+    """Copy every tensor of ``state`` whose name and shape match into ``model``.
+
+    Returns (loaded, not loaded) layer names. A classifier head with another class count
+    (e.g. ImageNet's 1000 -> Imagenette's 10) keeps its fresh initialisation.
+    """
+    own = unwrap(model).state_dict()
+    matching = {k: v for k, v in state.items() if k in own and tuple(v.shape) == tuple(own[k].shape)}
+    if not matching:
+        raise AlexNetError(f"no weight of {source} fits the model (different architecture?)")
+    unwrap(model).load_state_dict(matching, strict=False)
+    layers = list(dict.fromkeys(key.rsplit(".", 1)[0] for key in own))  # forward order
+    loaded_keys = {key.rsplit(".", 1)[0] for key in matching}
+    # a layer counts as loaded only when all its tensors (weight and bias) were
+    partly = {key.rsplit(".", 1)[0] for key in own if key not in matching}
+    loaded = [name for name in layers if name in loaded_keys and name not in partly]
+    return loaded, [name for name in layers if name not in loaded]
+
+
+def starting_weights(init_from: str | None, weights: str | None, weights_file: str | None
+                     ) -> tuple[dict[str, torch.Tensor], str] | None:
+    """The state_dict to fine-tune from and a name for messages, or None for a fresh start."""
+    if init_from is not None:
+        data = read_checkpoint(init_from)
+        return dict(data["model"]), f"checkpoint {init_from}"
+    if weights == "torchvision":
+        from alexnet.pretrained import WEIGHTS_NAME, torchvision_state_dict
+
+        return torchvision_state_dict(weights_file), f"torchvision {WEIGHTS_NAME}"
+    return None

@@ -1,0 +1,316 @@
+"""What a training run does, as one typed dataclass, and the paper's setups as named presets.
+
+``resolve_config("imagenette", lr=0.02)`` starts from ``TrainConfig``'s defaults, applies the
+preset, then the overrides; unknown keys and wrong types raise a one-line ``AlexNetError``.
+The CLI turns every field into a flag (``--lr 0.02``, ``--model-option width=0.5``), so
+nothing here has to be repeated there. The resolved config is saved in every run folder
+(config.json) and checkpoint, and ``TrainConfig.from_dict`` reads it back.
+
+Batch size is GLOBAL: ``batch_size=128`` is the paper's 128 images per SGD step whether one
+process or eight ``torchrun`` ranks share it (each rank then takes 128 / world_size).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alexnet.errors import AlexNetError, unknown_choice
+
+SCHEDULES = ("plateau", "step", "cosine", "linear")
+NORMALIZATIONS = ("mean_image", "channel")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+@dataclass
+class TrainConfig:
+    # --- the network (§3): a registered model and its options -----------------------------
+    model: str = "alexnet2012"
+    model_options: dict[str, Any] = field(default_factory=lambda: {"init": "kaiming"})
+
+    # --- data (§2, §4.1) ------------------------------------------------------------------
+    data: str = ""  # a prepared store (alexnet prepare), or an image folder to prepare first
+    image_size: int = 256  # side of the stored images; an image folder is prepared at this size
+    store_dir: str = "runs/stores"  # where an image folder given as `data` is prepared
+    train_split: str = "train"
+    val_split: str = "val"
+    crop_size: int = 224  # random crops of this side for training, centre crop for validation
+    flip: bool = True  # horizontal reflections (§4.1)
+    pca_lighting: float = 0.1  # std of the PCA colour alphas (§4.1); 0 turns it off
+    normalization: str = "mean_image"  # mean_image: subtract the per-pixel mean (§2); channel
+    scale_inputs: bool = True  # also divide by the per-channel std (units, see docs/training.md)
+
+    # --- optimisation (§5) ----------------------------------------------------------------
+    epochs: int = 90
+    batch_size: int = 128  # global: summed over all ranks
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    nesterov: bool = False
+    bias_lr_factor: float = 1.0  # cuda-convnet and Caffe train biases at 2x the rate
+    layer_weight_decay: dict[str, float] = field(default_factory=dict)  # name prefix -> decay
+    label_smoothing: float = 0.0  # not the paper's; 0 keeps its plain cross-entropy
+
+    # --- learning-rate schedule -----------------------------------------------------------
+    schedule: str = "plateau"  # plateau (§5) | step | cosine | linear
+    warmup_epochs: float = 0.0  # linear ramp from lr * warmup_start_factor, before the schedule
+    warmup_start_factor: float = 0.1
+    lr_factor: float = 0.1  # plateau / step: multiply by this at a reduction
+    lr_milestones: list[int] = field(default_factory=lambda: [30, 60])  # step: reduce at these epochs
+    plateau_patience: int = 5  # plateau: epochs without a better val error before reducing
+    plateau_threshold: float = 1e-3  # plateau: an improvement smaller than this is none
+    max_lr_reductions: int = 3  # plateau: the paper reduced three times
+    final_lr_factor: float = 0.0  # cosine / linear: lr at the end as a fraction of lr
+
+    # --- speed ----------------------------------------------------------------------------
+    device: str = "auto"  # auto: cuda when present, else cpu
+    precision: str = "auto"  # auto: bf16 autocast on GPUs and AMX / AVX-512-bf16 CPUs, else fp32
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the model (minutes of compile time on a CPU)
+    loader_workers: int = 0  # 0: the loader's default
+    val_batch_size: int = 256
+
+    # --- reproducibility ------------------------------------------------------------------
+    seed: int = 0
+    deterministic: bool = False  # deterministic kernels; two runs give identical curves
+
+    # --- checkpoints, logs, stopping -------------------------------------------------------
+    out: str = "runs/train"
+    checkpoint_every_steps: int = 0  # also every epoch; 0: only at epoch ends
+    keep_checkpoints: int = 3  # step-*.pt files kept (last.pt and best.pt always are)
+    log_every_steps: int = 10
+    val_every_epochs: int = 1
+    flat_loss_steps: int = 300  # warn when the loss has not dropped after this many steps
+    ten_crop_final: bool = False  # also score the final model on the paper's 10 patches (§4.1)
+    max_steps: int = 0  # stop after this many optimizer steps in total (0: run all epochs)
+    progress: str = "auto"  # auto: a bar on a terminal, plain lines otherwise / under CI; bar; lines
+
+    # --- starting weights and model parallelism --------------------------------------------
+    init_from: str | None = None  # checkpoint to fine-tune from (the paper's "1 CNN*" row)
+    weights: str | None = None  # "torchvision": start from IMAGENET1K_V1 (alexnet2014)
+    weights_file: str | None = None  # local .pth for --weights torchvision (offline)
+    towers_on_devices: str | None = None  # "cuda:0,cuda:1": one alexnet2012 tower each (§3.2)
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
+        """Rebuild from ``dataclasses.asdict`` output (config.json); unknown keys are errors."""
+        return apply_overrides(cls(), values)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def validate(self) -> TrainConfig:
+        """One-line errors for values no run can use, before any work is done."""
+        positive = ("epochs", "batch_size", "crop_size", "image_size", "log_every_steps",
+                    "val_every_epochs", "val_batch_size", "keep_checkpoints")
+        for name in positive:
+            if getattr(self, name) < 1:
+                raise AlexNetError(f"{name} must be at least 1, got {getattr(self, name)}")
+        non_negative = ("lr", "momentum", "weight_decay", "pca_lighting", "warmup_epochs",
+                        "checkpoint_every_steps", "max_steps", "flat_loss_steps",
+                        "plateau_patience", "max_lr_reductions", "loader_workers",
+                        "final_lr_factor", "plateau_threshold")
+        for name in non_negative:
+            if getattr(self, name) < 0:
+                raise AlexNetError(f"{name} must not be negative, got {getattr(self, name)}")
+        if self.lr == 0:
+            raise AlexNetError("lr must be positive")
+        if not 0 <= self.label_smoothing < 1:
+            raise AlexNetError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if not 0 < self.lr_factor < 1:
+            raise AlexNetError(f"lr_factor must be in (0, 1), got {self.lr_factor}")
+        if self.crop_size > self.image_size:
+            raise AlexNetError(f"crop_size {self.crop_size} is larger than image_size "
+                               f"{self.image_size}; crops are cut from the stored images")
+        for name, choices in (("schedule", SCHEDULES), ("normalization", NORMALIZATIONS),
+                              ("precision", PRECISIONS), ("progress", ("auto", "bar", "lines"))):
+            if getattr(self, name) not in choices:
+                raise unknown_choice(name, getattr(self, name), choices)
+        if self.weights not in (None, "torchvision"):
+            raise unknown_choice("weights", self.weights, ["torchvision"])
+        if self.weights_file is not None and self.weights is None:
+            raise AlexNetError("weights_file needs weights=torchvision (--weights torchvision)")
+        if self.weights is not None and self.init_from is not None:
+            raise AlexNetError("give either init_from (a checkpoint) or weights, not both")
+        if self.weights == "torchvision" and self.model != "alexnet2014":
+            raise AlexNetError(f"torchvision's weights are alexnet2014's; set model=alexnet2014 "
+                               f"(got {self.model!r})")
+        if not self.data:
+            raise AlexNetError("no training data: pass --data STORE_OR_FOLDER (or a preset)")
+        from alexnet.models import model_options
+
+        valid = model_options(self.model)  # also rejects an unknown model name
+        unknown = sorted(set(self.model_options) - set(valid))
+        if unknown:
+            raise AlexNetError(f"unknown model option {unknown[0]!r} for {self.model}; "
+                               f"valid: {', '.join(valid)}")
+        if self.towers_on_devices is not None and self.model != "alexnet2012":
+            raise AlexNetError("towers_on_devices splits alexnet2012's two towers (§3.2); "
+                               f"model is {self.model!r}")
+        return self
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named setup: what it reproduces, where its numbers come from, and its values."""
+
+    description: str
+    source: str
+    values: dict[str, Any]
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        "alexnet2012 on ImageNet with the 2012 recipe",
+        "§4.1 (256px images, random 224 crops + flips, PCA lighting, mean image), §5 (SGD batch "
+        "128, momentum 0.9, weight decay 5e-4, lr 0.01 / 10 when the validation error stops "
+        "improving, three times, ~90 epochs). Changed: init 'kaiming' instead of §5's N(0, 0.01) "
+        "with bias 1, which gives a flat loss (docs/training.md); init=paper restores it.",
+        {"model": "alexnet2012", "model_options": {"init": "kaiming"}, "image_size": 256,
+         "crop_size": 224, "epochs": 90, "batch_size": 128, "lr": 0.01, "momentum": 0.9,
+         "weight_decay": 5e-4, "schedule": "plateau", "lr_factor": 0.1, "max_lr_reductions": 3,
+         "normalization": "mean_image", "pca_lighting": 0.1, "ten_crop_final": True,
+         "checkpoint_every_steps": 2000},
+    ),
+    "torchvision": Preset(
+        "alexnet2014 with torchvision's reference classification recipe",
+        "pytorch/vision references/classification (alexnet: 8 GPUs x 32 = batch 256, lr 0.01, "
+        "momentum 0.9, weight decay 1e-4, StepLR every 30 epochs x0.1, 90 epochs, per-channel "
+        "normalisation, PyTorch's default init). Differs: random 224 crops of the 256px store "
+        "instead of RandomResizedCrop.",
+        {"model": "alexnet2014", "model_options": {"init": "pytorch"}, "image_size": 256,
+         "crop_size": 224, "epochs": 90, "batch_size": 256, "lr": 0.01, "momentum": 0.9,
+         "weight_decay": 1e-4, "schedule": "step", "lr_milestones": [30, 60], "lr_factor": 0.1,
+         "normalization": "channel", "pca_lighting": 0.0, "checkpoint_every_steps": 2000},
+    ),
+    "imagenette": Preset(
+        "alexnet2012 and the paper's recipe on Imagenette, sized for ~10 minutes on 2 CPU cores",
+        "the paper's network and §4.1 augmentation (crops, flips, PCA lighting, mean image) and "
+        "§5 optimiser (SGD, momentum 0.9, weight decay 5e-4); scaled down: 128px images with "
+        "112px crops, a linear warmup and linear decay instead of / 10 on plateaus, kaiming "
+        "init. Measured: docs/training.md.",
+        {"model": "alexnet2012", "model_options": {"init": "kaiming"},
+         "data": "../shared/data/imagenette", "image_size": 128, "crop_size": 112,
+         "epochs": 16, "batch_size": 128, "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4,
+         "schedule": "linear", "warmup_epochs": 2.0, "normalization": "mean_image",
+         "pca_lighting": 0.1, "out": "runs/imagenette"},
+    ),
+    "imagenette-full": Preset(
+        "alexnet2012 trained to convergence on Imagenette, for the accuracy benchmark",
+        "the paper's network and recipe (§4.1, §5) at the paper's 256px / 224px crops, 10-crop "
+        "scoring at the end (§4.1); warmup + cosine decay over 90 epochs instead of / 10 on "
+        "plateaus (a fixed length), kaiming init.",
+        {"model": "alexnet2012", "model_options": {"init": "kaiming"},
+         "data": "../shared/data/imagenette", "image_size": 256, "crop_size": 224,
+         "epochs": 90, "batch_size": 128, "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4,
+         "schedule": "cosine", "warmup_epochs": 3.0, "normalization": "mean_image",
+         "pca_lighting": 0.1, "ten_crop_final": True, "out": "runs/imagenette-full"},
+    ),
+    "cifar10-18pct": Preset(
+        "Krizhevsky's cuda-convnet CIFAR-10 net and recipe (18% test error)",
+        "cuda-convnet example-layers/layers-18pct.cfg + layer-params-18pct.cfg: batch 128, "
+        "epsW 0.001 (biases 0.002), momentum 0.9, weight decay 0.004 (fc10: 1), 120 epochs then "
+        "x0.1 for 10 and x0.1 for 10 more, no augmentation, mean image subtracted from raw "
+        "0..255 pixels, its init (initW). cuda-convnet averages the gradient over the batch "
+        "(eps / numCases), so its eps is PyTorch's lr.",
+        {"model": "cifar_18pct", "model_options": {"init": "paper"},
+         "data": "../shared/data/cifar10", "image_size": 32, "crop_size": 32,
+         "val_split": "test", "flip": False, "pca_lighting": 0.0, "normalization": "mean_image",
+         "scale_inputs": False, "epochs": 140, "batch_size": 128, "lr": 0.001,
+         "bias_lr_factor": 2.0, "momentum": 0.9, "weight_decay": 0.004,
+         "layer_weight_decay": {"classifier.fc10.weight": 1.0}, "schedule": "step",
+         "lr_milestones": [120, 130], "lr_factor": 0.1, "out": "runs/cifar10-18pct"},
+    ),
+}
+
+
+def resolve_config(preset: str | None = None, overrides: Mapping[str, Any] | None = None,
+                   **more: Any) -> TrainConfig:
+    """Defaults, then ``preset``'s values, then ``overrides`` / keyword overrides, validated."""
+    config = TrainConfig()
+    if preset is not None:
+        if preset not in PRESETS:
+            raise unknown_choice("preset", preset, PRESETS)
+        config = apply_overrides(config, PRESETS[preset].values)
+    config = apply_overrides(config, {**(overrides or {}), **more})
+    return config.validate()
+
+
+def apply_overrides(config: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
+    """A copy of ``config`` with ``values`` set, each checked against the field's type.
+
+    Strings are parsed (``"0.02"`` for a float, ``"true"`` for a bool), so CLI text and
+    Python values go through the same door. ``model_options`` is merged key by key.
+    """
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    changes: dict[str, Any] = {}
+    for name, value in values.items():
+        if name not in fields:
+            close = [f for f in fields if f.startswith(name[:3])]
+            hint = f" (did you mean {', '.join(close[:3])}?)" if close else ""
+            raise AlexNetError(f"unknown config key {name!r}{hint}; see alexnet train --help")
+        changes[name] = coerce(name, value, hints[name])
+    if "model_options" in changes and "model" not in changes:
+        changes["model_options"] = {**config.model_options, **changes["model_options"]}
+    return dataclasses.replace(config, **changes)
+
+
+def coerce(name: str, value: Any, kind: Any) -> Any:
+    """``value`` as type ``kind`` (int, float, bool, str, X | None, dict[str, X])."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [k for k in typing.get_args(kind) if k is not type(None)]
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "")):
+            return None
+        return coerce(name, value, options[0])
+    if origin is list:
+        item_kind = typing.get_args(kind)[0]
+        if isinstance(value, str):
+            value = [v for v in value.replace(" ", "").split(",") if v]
+        if not isinstance(value, list | tuple):
+            raise AlexNetError(f"{name} must be a list (e.g. 30,60), got {value!r}")
+        return [coerce(f"{name}[{i}]", v, item_kind) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise AlexNetError(f"{name} must be a mapping of KEY=VALUE, got {value!r}")
+        value_kind = typing.get_args(kind)[1]
+        return {str(k): v if value_kind is Any else coerce(f"{name}.{k}", v, value_kind)
+                for k, v in value.items()}
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+            return value.lower() in ("true", "yes", "on", "1")
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            try:
+                return int(value)
+            except ValueError:
+                pass
+    elif kind is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is str:
+        if isinstance(value, str | Path):
+            return str(value)
+    else:
+        raise TypeError(f"config field {name} has an unsupported type {kind}")
+    raise AlexNetError(f"{name} must be {getattr(kind, '__name__', kind)}, got {value!r}")
+
+
+def describe_presets() -> str:
+    """``name: description`` lines, for --help."""
+    return "\n".join(f"  {name}: {preset.description}" for name, preset in PRESETS.items())

@@ -1,0 +1,99 @@
+"""One SGD step on a batch, fast where it is correct: the hot path of training.
+
+Shared by the training loop and ``alexnet bench train``, so the benchmark measures exactly
+what training runs. Precision: bf16 autocast on GPUs with bf16 and on CPUs with AMX /
+AVX-512-bf16 (oneDNN runs bf16 convolutions and matmuls there several times faster than
+fp32), fp16 autocast with a GradScaler on older GPUs, fp32 otherwise or on request. The
+weights and the optimizer stay fp32 in every case (autocast casts per operation).
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from alexnet.errors import AlexNetError
+from alexnet.train import distributed as dist_utils
+
+
+def cpu_has_fast_bf16() -> bool:
+    """AMX or AVX-512-bf16: the CPUs on which bf16 convolutions/matmuls beat fp32."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
+
+
+def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """The autocast dtype for ``precision`` (auto | bf16 | fp16 | fp32); None: plain fp32."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise AlexNetError("precision fp16 is for GPUs; use bf16 or fp32 on a CPU")
+        return torch.float16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
+
+
+def configure_determinism(deterministic: bool, device: torch.device) -> None:
+    """--deterministic: deterministic kernels only (an error if an op has none), no cuDNN
+    autotuning. Otherwise let cuDNN pick the fastest convolution algorithms per shape."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+        # TF32 tensor cores for what runs in fp32 (precision=fp32); exact fp32 when deterministic
+        torch.backends.cuda.matmul.allow_tf32 = not deterministic
+        torch.backends.cudnn.allow_tf32 = not deterministic
+    if deterministic:
+        # cuBLAS needs this set before its first call for deterministic matmuls
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(deterministic)
+
+
+class TrainStep:
+    """forward -> cross-entropy -> backward -> SGD step, under the chosen precision.
+
+    ``model`` is the plain module; it is wrapped here in DistributedDataParallel (under
+    torchrun) and/or torch.compile. Checkpoints are taken from ``unwrap(model)``.
+    """
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, precision: torch.dtype | None,
+                 label_smoothing: float = 0.0, compile: bool = False,
+                 world: dist_utils.Distributed | None = None,
+                 device: torch.device | None = None) -> None:
+        self.optimizer, self.scaler, self.precision = optimizer, scaler, precision
+        self.label_smoothing = label_smoothing
+        self.device = device or next(model.parameters()).device
+        if world is not None and world.enabled:
+            model = nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device] if self.device.type == "cuda" else None,
+                broadcast_buffers=False, gradient_as_bucket_view=True)
+        if compile:
+            model = torch.compile(model)  # type: ignore[assignment]
+        self.model = model
+        self.generator = torch.Generator(device=self.device)
+
+    def seed(self, seed: int, rank: int, step: int) -> torch.Generator:
+        """Seed torch (dropout) and the augmentation generator from (seed, rank, step)."""
+        value = ((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1)
+        torch.manual_seed(value)  # also every GPU
+        self.generator.manual_seed(value + 1)
+        return self.generator
+
+    def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step on ``x`` (B, 3, H, W) and ``labels`` (B,); returns (loss, logits), detached."""
+        with torch.autocast(self.device.type, self.precision or torch.float32,
+                            enabled=self.precision is not None):
+            logits = self.model(x)  # (B, classes)
+            loss = F.cross_entropy(logits.float(), labels, label_smoothing=self.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return loss.detach(), logits.detach()
