@@ -470,6 +470,10 @@ def _save(run: RunFolder, model: nn.Module, info: Checkpoint, optimizer: torch.o
           config: TrainConfig, world: dist_utils.Distributed, best: bool) -> Path | None:
     """Rank 0 writes; the others wait, so that nobody runs ahead of a checkpoint."""
     path = None
+    if not all(bool(torch.isfinite(p).all()) for p in unwrap(model).parameters()):
+        raise AlexNetError("the weights became nan/inf: stopped before writing a checkpoint of "
+                           "them (the last good one is intact). Try a lower lr or a longer "
+                           "warmup_epochs")
     if world.is_main:
         training = {
             "step": step, "epoch": epoch, "best_error": best_error, "best_epoch": best_epoch,

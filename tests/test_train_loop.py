@@ -1,0 +1,192 @@
+"""The training loop on a tiny store: run folder contract, determinism, resume, failures,
+fine-tuning. Everything runs in-process on the CPU in a few seconds."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet.checkpoint import load_model, read_checkpoint
+from alexnet.errors import AlexNetError
+from alexnet.export import load_safetensors
+from alexnet.models import create_model
+from alexnet.train import train
+from alexnet.train.checkpointing import RunFolder, load_matching_weights, starting_weights
+from alexnet.train.metrics import EPOCH_KEYS, STEP_KEYS
+from train_helpers import assert_same_weights, make_store, tiny_config, weights_of
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_store(tmp_path_factory.mktemp("train-store"))
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_a_run_writes_the_run_folder_contract(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    lines: list[str] = []
+    result = train(tiny_config(store, run, ten_crop_final=True), log=lines.append)
+    assert result.status == "finished" and result.epochs == 2 and result.steps == 6
+    for name in ("config.json", "metrics.jsonl", "summary.json", "model.safetensors",
+                 "checkpoints/last.pt", "checkpoints/best.pt"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+
+    records = _records(run)
+    steps = [r for r in records if r["kind"] == "step"]
+    epochs = [r for r in records if r["kind"] == "epoch"]
+    assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
+    assert all(tuple(r) == STEP_KEYS for r in steps)
+    assert [tuple(r) for r in epochs] == [EPOCH_KEYS] * 2 and [r["epoch"] for r in epochs] == [1, 2]
+    for r in epochs:
+        for key in ("train_top1_error", "train_top5_error", "val_top1_error", "val_top5_error",
+                    "data_wait_fraction"):
+            assert 0.0 <= r[key] <= 1.0, key
+        assert r["images_per_s"] > 0 and math.isfinite(r["val_loss"])
+
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"] == "alexnet2012" and config["crop_size"] == 64
+    assert {"versions", "device", "git_commit"} <= set(config)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["val_center"]["top1_error"] == result.val["top1_error"]
+    assert summary["val_ten_crop"] is not None
+
+    # checkpoints: unwrapped names, weights_only-loadable, rebuildable, evaluation preprocess
+    checkpoint = read_checkpoint(run / "checkpoints" / "best.pt")
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in checkpoint["model"])
+    model, info = load_model(run / "checkpoints" / "best.pt")
+    assert info.model_options["num_classes"] == 4 and info.classes == ["ant", "bee", "cat", "dog"]
+    assert info.preprocess["mean"].shape == (3, 72, 72) and info.preprocess["crop_size"] == 64
+    assert 30 < float(info.preprocess["std"][0]) < 120  # one pixel std in 0..255 units
+    exported, _ = load_safetensors(run / "model.safetensors")
+    assert_same_weights(exported.state_dict(), model.state_dict())
+    assert any(line.startswith("val (centre crop): top-1 error ") for line in result.summary_lines)
+    assert any(line.startswith("val (10 crops): top-1 error ") for line in result.summary_lines)
+
+
+def test_deterministic_runs_give_identical_curves_and_weights(store: Path, tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        train(tiny_config(store, tmp_path / name, deterministic=True), log=lambda _: None)
+        runs.append(tmp_path / name)
+    losses = [[r["loss"] for r in _records(run) if r["kind"] == "step"] for run in runs]
+    assert losses[0] == losses[1] and len(set(losses[0])) > 1
+    assert_same_weights(weights_of(runs[0] / "checkpoints/last.pt"),
+                        weights_of(runs[1] / "checkpoints/last.pt"))
+    # a different seed is a different run
+    train(tiny_config(store, tmp_path / "c", deterministic=True, seed=1), log=lambda _: None)
+    other = [r["loss"] for r in _records(tmp_path / "c") if r["kind"] == "step"]
+    assert other != losses[0]
+
+
+def test_relaunch_resumes_mid_epoch_exactly_and_fresh_starts_over(store: Path, tmp_path: Path) -> None:
+    reference = tmp_path / "reference"
+    train(tiny_config(store, reference), log=lambda _: None)
+
+    run = tmp_path / "run"
+    first = train(tiny_config(store, run, max_steps=4), log=lambda _: None)  # stops mid-epoch 2
+    assert first.status == "max_steps" and first.steps == 4
+    lines: list[str] = []
+    second = train(tiny_config(store, run), log=lines.append)  # the same command again
+    assert any("resuming" in line and "step 4" in line for line in lines)
+    assert second.steps == 6
+    assert_same_weights(weights_of(reference / "checkpoints/last.pt"),
+                        weights_of(run / "checkpoints/last.pt"))
+    # the metrics read as one uninterrupted run
+    assert [r["step"] for r in _records(run) if r["kind"] == "step"] == [1, 2, 3, 4, 5, 6]
+    ref_losses = [r["loss"] for r in _records(reference) if r["kind"] == "step"]
+    assert [r["loss"] for r in _records(run) if r["kind"] == "step"] == ref_losses
+
+    lines.clear()
+    third = train(tiny_config(store, run), fresh=True, log=lines.append)
+    assert not any("resuming" in line for line in lines) and third.steps == 6
+
+
+def test_resuming_with_another_model_or_batch_is_refused(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(store, run, max_steps=1), log=lambda _: None)
+    with pytest.raises(AlexNetError, match="trained with batch_size=16, not 8"):
+        train(tiny_config(store, run, batch_size=8), log=lambda _: None)
+
+
+def test_newest_corrupt_checkpoint_falls_back_to_an_older_valid_one(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(store, run, max_steps=2, checkpoint_every_steps=1), log=lambda _: None)
+    folder = RunFolder(run)
+    assert [p.name for p in folder.step_files()] == ["step-0000001.pt", "step-0000002.pt"]
+    # a half-written newer step file (as a non-atomic writer would leave) is ignored
+    (run / "checkpoints" / "step-0000003.pt").write_bytes(b"PK\x03\x04 truncated")
+    path, data = folder.newest_valid()
+    assert path.name == "last.pt" and data["training"]["step"] == 2
+    # even a damaged last.pt (a new file: it is a hard link to step 2) costs nothing
+    (run / "checkpoints" / "last.pt").unlink()
+    (run / "checkpoints" / "last.pt").write_bytes(b"garbage")
+    path, data = folder.newest_valid()
+    assert path.name == "step-0000002.pt" and data["training"]["step"] == 2
+
+
+def test_only_the_newest_checkpoints_are_kept(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(store, run, checkpoint_every_steps=1, keep_checkpoints=2), log=lambda _: None)
+    assert [p.name for p in RunFolder(run).step_files()] == ["step-0000005.pt", "step-0000006.pt"]
+    assert (run / "checkpoints" / "best.pt").is_file()
+
+
+def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    # lr 1e12: step 1's loss is fine (computed before the update), step 2's is not
+    with pytest.raises(AlexNetError, match="training loss became (nan|inf)") as error:
+        train(tiny_config(store, run, lr=1e12, checkpoint_every_steps=1, precision="fp32"),
+              log=lambda _: None)
+    assert "last good one is intact" in str(error.value) and "\n" not in str(error.value)
+    path, data = RunFolder(run).newest_valid()
+    assert data["training"]["step"] == 1
+    assert all(torch.isfinite(t).all() for t in data["model"].values())
+
+
+def test_flat_loss_is_reported_with_likely_causes(store: Path, tmp_path: Path) -> None:
+    lines: list[str] = []
+    # the paper's init with a tiny learning rate: the loss sits at ln(4)
+    config = tiny_config(store, tmp_path / "run", model_options={"width": 0.125, "init": "paper"},
+                         lr=1e-6, flat_loss_steps=3, epochs=1)
+    train(config, log=lines.append)
+    warning = [line for line in lines if "flat loss" in line]
+    assert len(warning) == 1 and "init=kaiming" in warning[0] and "ln K = 1.386" in warning[0]
+
+
+def test_init_from_loads_matching_layers_and_reinitialises_another_head(store: Path, tmp_path: Path) -> None:
+    pretrained = tmp_path / "pretrained"
+    train(tiny_config(store, pretrained, max_steps=2), log=lambda _: None)
+    three_classes = make_store(tmp_path / "three", classes=("elk", "fox", "gnu"), seed=5)
+    lines: list[str] = []
+    result = train(tiny_config(three_classes, tmp_path / "finetune", max_steps=1,
+                               init_from=str(pretrained / "checkpoints" / "last.pt")),
+                   log=lines.append)
+    loaded = next(line for line in lines if line.startswith("starting weights from checkpoint"))
+    assert "features.conv1" in loaded and "classifier.fc7" in loaded and "fc8" not in loaded
+    assert any("not loaded" in line and "classifier.fc8" in line for line in lines)
+    tuned, info = load_model(result.last_checkpoint)
+    assert info.model_options["num_classes"] == 3
+
+
+def test_torchvision_weights_from_a_local_file(tmp_path: Path) -> None:
+    import torchvision
+
+    # torchvision's alexnet layout; the features alone keep the file small
+    features = {k: v for k, v in torchvision.models.alexnet().state_dict().items()
+                if k.startswith("features.")}
+    path = tmp_path / "alexnet-owt.pth"
+    torch.save(features, path)
+    state, source = starting_weights(None, "torchvision", str(path))
+    model = create_model("alexnet2014", num_classes=10)
+    loaded, fresh = load_matching_weights(model, state, source)
+    assert loaded == ["features.0", "features.3", "features.6", "features.8", "features.10"]
+    assert fresh == ["classifier.1", "classifier.4", "classifier.6"]
+    assert torch.equal(model.features[0].weight, features["features.0.weight"])
