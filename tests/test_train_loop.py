@@ -142,11 +142,11 @@ def test_only_the_newest_checkpoints_are_kept(store: Path, tmp_path: Path) -> No
 def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(store: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     # lr 1e12: step 1's loss is fine (computed before the update), step 2's is not
-    with pytest.raises(AlexNetError, match="training loss became (nan|inf)") as error:
+    with pytest.raises(AlexNetError, match=r"training loss became (nan|inf)") as error:
         train(tiny_config(store, run, lr=1e12, checkpoint_every_steps=1, precision="fp32"),
               log=lambda _: None)
     assert "last good one is intact" in str(error.value) and "\n" not in str(error.value)
-    path, data = RunFolder(run).newest_valid()
+    _path, data = RunFolder(run).newest_valid()
     assert data["training"]["step"] == 1
     assert all(torch.isfinite(t).all() for t in data["model"].values())
 
@@ -172,7 +172,7 @@ def test_init_from_loads_matching_layers_and_reinitialises_another_head(store: P
     loaded = next(line for line in lines if line.startswith("starting weights from checkpoint"))
     assert "features.conv1" in loaded and "classifier.fc7" in loaded and "fc8" not in loaded
     assert any("not loaded" in line and "classifier.fc8" in line for line in lines)
-    tuned, info = load_model(result.last_checkpoint)
+    _tuned, info = load_model(result.last_checkpoint)
     assert info.model_options["num_classes"] == 3
 
 
