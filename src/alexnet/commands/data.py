@@ -86,6 +86,9 @@ def _bench_data_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batches", type=int, default=20, help="batches timed per round")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating rounds of baseline and candidate (median reported)")
+    parser.add_argument("--torch-threads", type=int, default=1,
+                        help="torch intra-op threads while the store pipeline runs (default 1: "
+                             "its parallelism is one augmenting reader thread per worker)")
 
 
 @_bench_data_args
@@ -95,7 +98,7 @@ def _bench_data(args: argparse.Namespace) -> int:
     config = DataBenchConfig(
         source=args.source, store=args.store, size=args.size, crop=args.crop,
         batch_size=args.batch_size, workers=args.workers, batches=args.batches,
-        rounds=args.rounds,
+        rounds=args.rounds, torch_threads=args.torch_threads,
     )
     result = run_data_benchmark(config, log=print)
     print(result.summary())

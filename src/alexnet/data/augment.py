@@ -15,12 +15,15 @@ images), so it runs on the GPU when the batch is there, and vectorised on the CP
 - Evaluation: the centre crop, or the paper's 10 patches (4 corners + centre, and their
   reflections) in exactly the order and positions of torchvision.transforms.TenCrop.
 
-Crops are cut with one gather over an unfolded view of the batch (a few ms for 128 images),
-so a flip is a different crop of a mirrored view rather than a second pass over the floats.
+Crops are cut with one row gather (a window row is contiguous in memory), and every float
+pass runs in place on per-thread workspaces, because on the CPU fresh 77 MB tensors cost
+more in page faults than the arithmetic. Instances are safe to call from several threads
+(the StoreLoader's reader threads do, with ``transform=``).
 """
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,21 +59,51 @@ class AugmentConfig:
 
 
 def crop_views(images: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor,
-               flips: torch.Tensor, crop: int, image_index: torch.Tensor | None = None
-               ) -> torch.Tensor:
+               flips: torch.Tensor, crop: int, image_index: torch.Tensor | None = None,
+               out: torch.Tensor | None = None) -> torch.Tensor:
     """Crop view v of image ``image_index[v]`` at (``tops[v]``, ``lefts[v]``), mirrored where
-    ``flips[v]``: (B, S, S, C) -> (V, crop, crop, C), same dtype, contiguous."""
-    size = images.shape[1]
-    if crop > size or images.shape[2] != size:
-        raise AlexNetError(f"crop {crop} does not fit images of {tuple(images.shape[1:3])}")
+    ``flips[v]``: (B, S, S, C) -> (V, crop, crop, C), same dtype, contiguous (into ``out``)."""
+    views = gather_windows(images, image_index, tops, lefts, crop, out)
+    return _mirror_views(views, flips)
+
+
+def gather_windows(images: torch.Tensor, image_index: torch.Tensor | None, tops: torch.Tensor,
+                   lefts: torch.Tensor, crop: int, out: torch.Tensor | None = None
+                   ) -> torch.Tensor:
+    """Unmirrored windows (V, crop, crop, C) with one row gather.
+
+    A window row is ``crop * C`` contiguous values of an image row, so the batch is viewed
+    as overlapping rows (one starting at every pixel) and ``index_select`` copies V * crop of
+    them; measured 2x faster than indexing an unfolded view (9 vs 17-21 ms for 128 x 224^2).
+    """
+    batch, size, width, channels = images.shape
+    if crop > size or width != size:
+        raise AlexNetError(f"crop {crop} does not fit images of {size}x{width}")
+    images = images.contiguous()
     if image_index is None:
-        image_index = torch.arange(len(images), device=images.device)
-    windows = images.unfold(1, crop, 1).unfold(2, crop, 1)  # (B, n, n, C, crop, crop), a view
-    windows = windows.permute(0, 1, 2, 4, 5, 3)  # (B, n, n, crop, crop, C)
-    views = windows[image_index, tops, lefts]  # (V, crop, crop, C): one gather
-    if bool(flips.any()):
-        flipped = flips.nonzero().squeeze(1)
-        views[flipped] = views[flipped].flip(2)
+        image_index = torch.arange(batch, device=images.device)
+    rows = torch.arange(crop, device=images.device)
+    starts = ((image_index[:, None] * size + tops[:, None] + rows) * size + lefts[:, None])
+    row_view = images.as_strided((images.numel() // channels - crop + 1, crop * channels),
+                                 (channels, 1))
+    flat_out = None if out is None else out.view(-1, crop * channels)
+    windows = torch.index_select(row_view, 0, starts.reshape(-1), out=flat_out)
+    return windows.view(len(image_index), crop, crop, channels)
+
+
+def _mirror_views(views: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """Mirror (in place) the views where ``flips``."""
+    if views.device.type != "cpu":  # no host sync on accelerators; bandwidth is plentiful there
+        return torch.where(flips[:, None, None, None], views.flip(2), views)
+    chosen = flips.nonzero().squeeze(1)
+    if len(chosen):
+        # whole rows through index_select / index_put on a 2-D view: memcpy-like kernels
+        # (4 + 6 ms for 64 of 128 x 224^2 views) where 4-D fancy indexing is element-wise
+        crop, row = views.shape[1], views.shape[2] * views.shape[3]
+        rows = (chosen[:, None] * crop + torch.arange(crop, device=views.device)).reshape(-1)
+        flat = views.view(-1, row)
+        mirrored = torch.index_select(flat, 0, rows).view(len(chosen), *views.shape[1:]).flip(2)
+        flat.index_put_((rows,), mirrored.view(-1, row))
     return views
 
 
@@ -183,6 +216,7 @@ class Normalization:
     std: torch.Tensor  # (3,), float32
     _on_device: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = field(
         default_factory=dict, repr=False)
+    _local: threading.local = field(default_factory=threading.local, repr=False)
 
     @classmethod
     def from_stats(cls, kind: str, stats: StoreStats | None) -> Normalization:
@@ -239,22 +273,59 @@ class Normalization:
         return self._on_device[device]
 
     def apply(self, crops: torch.Tensor, tops: torch.Tensor, lefts: torch.Tensor,
-              flips: torch.Tensor, shift: torch.Tensor | None = None) -> torch.Tensor:
+              flips: torch.Tensor, shift: torch.Tensor | None = None,
+              out: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 views (V, c, c, 3) cut at (tops, lefts, flips) -> float32 (V, c, c, 3),
-        normalised, plus the per-view RGB ``shift`` (V, 3) in pixel units if given."""
+        normalised, plus the per-view RGB ``shift`` (V, 3) in pixel units if given.
+
+        Every pass is in place on preallocated memory: on the CPU a fresh 77 MB tensor costs
+        more in page faults than the arithmetic (36 vs 15 ms per 128 x 224^2 pass, measured).
+        """
         mean, inverse_std = self._tensors(crops.device)
-        out = crops.float()
+        views, crop = crops.shape[0], crops.shape[1]
+        if out is None:
+            out = torch.empty(crops.shape, dtype=torch.float32, device=crops.device)
+        rows = out.view(views, crop, crop * 3)  # (V, c, 3c): channel patterns tiled along rows
         if mean.dim() == 4:  # mean image: its crop at the same place, mirrored with the view
-            size, crop = mean.shape[1], crops.shape[1]
-            mirrored = _mirror_lefts(lefts, flips, size, crop)
-            out -= crop_views(mean, tops, mirrored, torch.zeros_like(flips), crop, flips.long())
-            if shift is not None:
-                out += shift[:, None, None, :]
+            mirrored = _mirror_lefts(lefts, flips, mean.shape[1], crop)
+            mean_crops = gather_windows(mean, flips.long(), tops, mirrored, crop,
+                                        out=self._workspace(crops))
+            if shift is not None:  # x - (mean - shift): one pass less over the output
+                mean_crops.view(views, crop, crop * 3).sub_(shift.repeat(1, crop)[:, None, :])
+            out.copy_(crops)
+            out.sub_(mean_crops)
             return out
         bias = -mean if shift is None else shift - mean  # (3,) or (V, 3)
-        out += bias.reshape(-1, 1, 1, 3)
-        out *= inverse_std
+        bias = (bias * inverse_std).reshape(-1, 3).repeat(1, crop)[:, None, :]  # (1|V, 1, 3c)
+        out.copy_(crops)
+        torch.addcmul(bias, rows, inverse_std.repeat(crop), out=rows)  # x / std + bias / std
         return out
+
+    def _workspace(self, crops: torch.Tensor) -> torch.Tensor:
+        """A float32 buffer shaped like ``crops``, kept between calls (one per thread)."""
+        return _thread_buffer(self._local, "mean_crops", crops.shape, torch.float32, crops.device)
+
+
+def _thread_buffer(local: threading.local, name: str, shape: torch.Size | tuple[int, ...],
+                   dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """A workspace tensor of the calling thread, reallocated only when its shape changes."""
+    buffer = getattr(local, name, None)
+    if buffer is None or buffer.shape != shape or buffer.dtype != dtype or buffer.device != device:
+        buffer = torch.empty(shape, dtype=dtype, device=device)
+        setattr(local, name, buffer)
+    return buffer
+
+
+def _as_nhwc(out: torch.Tensor | None, crops: torch.Tensor) -> torch.Tensor | None:
+    """A caller's channels_last (V, 3, c, c) float32 output as the (V, c, c, 3) it stores."""
+    if out is None:
+        return None
+    expected = (crops.shape[0], crops.shape[3], crops.shape[1], crops.shape[2])
+    if (tuple(out.shape) != expected or out.dtype != torch.float32 or out.device != crops.device
+            or not out.is_contiguous(memory_format=torch.channels_last)):
+        raise AlexNetError(f"out must be a float32 channels_last tensor of shape {expected} on "
+                           f"{crops.device}, got {out.dtype} {tuple(out.shape)}")
+    return out.permute(0, 2, 3, 1)
 
 
 def _channels_last(views: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
@@ -277,24 +348,33 @@ class TrainAugment:
         self.eigval = stats.pca_eigval.float() if stats is not None else torch.zeros(3)
         self.eigvec = stats.pca_eigvec.float() if stats is not None else torch.eye(3)
         self._eigen_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
+        self._local = threading.local()  # workspaces, one set per calling thread
 
-    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None
-                 ) -> torch.Tensor:
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 (B, S, S, 3) -> float (B, 3, crop, crop), channels_last, on images.device.
 
         ``generator`` (on the images' device) makes the crops, flips and lighting
-        reproducible; None uses torch's default generator of that device.
+        reproducible; None uses torch's default generator of that device. ``out``, a float32
+        channels_last (B, 3, crop, crop) tensor, is written instead of a new one (on the CPU
+        this saves the page faults of a fresh 77 MB tensor, about a quarter of the time).
         """
         config = self.config
         self.normalization.check_size(images.shape[1])
         tops, lefts, flips = _random_boxes(images, config.crop_size, generator, config.flip)
-        crops = crop_views(images, tops, lefts, flips, config.crop_size)
+        crops = crop_views(images, tops, lefts, flips, config.crop_size,
+                           out=self._crop_buffer(images))
         shift = None
         if config.lighting_std > 0:
             eigval, eigvec = self._eigen(images.device)
             shift = lighting_shift(len(images), eigval, eigvec, config.lighting_std, generator)
-        out = self.normalization.apply(crops, tops, lefts, flips, shift)
-        return _channels_last(out, config.dtype)
+        result = self.normalization.apply(crops, tops, lefts, flips, shift, _as_nhwc(out, crops))
+        return _channels_last(result, config.dtype)
+
+    def _crop_buffer(self, images: torch.Tensor) -> torch.Tensor:
+        crop = self.config.crop_size
+        shape = (images.shape[0], crop, crop, images.shape[3])
+        return _thread_buffer(self._local, "crops", shape, images.dtype, images.device)
 
     def _eigen(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
         if device not in self._eigen_on:
@@ -331,8 +411,11 @@ class EvalTransform:
     def views_per_image(self) -> int:
         return 10 if self.view == "ten_crop" else 1
 
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, S, S, 3) -> float (B * views, 3, crop, crop), channels_last, image-major."""
+    def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None,
+                 out: torch.Tensor | None = None) -> torch.Tensor:
+        """uint8 (B, S, S, 3) -> float (B * views, 3, crop, crop), channels_last, image-major
+        (written into ``out`` when given, as for TrainAugment; ``generator`` is unused and
+        accepted so that both can be a StoreLoader ``transform``)."""
         batch, size, device = images.shape[0], images.shape[1], images.device
         self.normalization.check_size(size)
         if self.view == "ten_crop":
@@ -344,7 +427,8 @@ class EvalTransform:
             flips = torch.zeros(batch, dtype=torch.bool, device=device)
             index = None
         crops = crop_views(images, tops, lefts, flips, self.crop_size, index)
-        return _channels_last(self.normalization.apply(crops, tops, lefts, flips), self.dtype)
+        result = self.normalization.apply(crops, tops, lefts, flips, None, _as_nhwc(out, crops))
+        return _channels_last(result, self.dtype)
 
     def preprocess(self, image_size: int | None = None) -> dict[str, Any]:
         return self.normalization.to_preprocess(self.crop_size, image_size)

@@ -17,15 +17,27 @@
 - Overlapped: ``threads`` background threads copy batches out of the page cache / disk into
   (pinned, when the device is CUDA) host memory while the consumer computes; numpy's copy
   releases the GIL. ``wait_seconds`` is the time the consumer spent waiting for data.
+- ``transform(images, generator)`` (e.g. a TrainAugment) is applied to every batch: on a CPU
+  device inside the reader threads, so augmentation runs in parallel with the consumer and
+  with itself (torch ops release the GIL; on a small machine ``torch.set_num_threads(1)``
+  with ``threads`` = cores avoids OpenMP barrier stalls), on an accelerator after the copy.
+  Its generator is seeded from (seed, epoch, batch, rank): reproducible and resumable.
+- ``reuse_buffers`` (CPU device): batches are written into a ring of ``prefetch + 2``
+  preallocated tensors instead of fresh ones, as FFCV does; fresh 77 MB tensors cost page
+  faults that serialise the reader threads. A yielded batch then stays valid until the
+  consumer has asked for two more batches (the usual loop holds one); ``.clone()`` what must
+  live longer. With a transform, it must accept ``out=`` (TrainAugment and EvalTransform do).
 
-Yields ``(images, labels)``: uint8 (B, S, S, 3) and int64 (B,) tensors on ``device``.
+Yields ``(images, labels)``: uint8 (B, S, S, 3) - or what ``transform`` makes of them - and
+int64 (B,) tensors on ``device``.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -53,6 +65,8 @@ class StoreLoader:
         prefetch: int = 4,
         threads: int = 2,
         pin_memory: bool | None = None,
+        transform: Callable[..., torch.Tensor] | None = None,
+        reuse_buffers: bool = False,
     ) -> None:
         if batch_size < 1 or prefetch < 1 or threads < 1:
             raise AlexNetError(f"batch_size, prefetch and threads must be >= 1, got "
@@ -69,6 +83,11 @@ class StoreLoader:
         self.device = torch.device(device)
         self.prefetch, self.threads = prefetch, threads
         self.pin_memory = self.device.type == "cuda" if pin_memory is None else pin_memory
+        self.transform = transform
+        # CPU only: with pinned memory the device copy may still be reading a host buffer
+        self.reuse_buffers = reuse_buffers and self.device.type == "cpu"
+        self._slots: dict[int, torch.Tensor] = {}  # position % (prefetch + 2) -> output buffer
+        self._scratch = threading.local()  # per reader thread: uint8 input of the transform
         self.epoch = 0
         self.position = 0  # batches of self.epoch already consumed
         self.wait_seconds = 0.0  # time the consumer waited for data in the current iteration
@@ -136,8 +155,10 @@ class StoreLoader:
         in_flight: deque[Future[Batch]] = deque()
         queue = iter(pending_batches)
         try:
+            submitted = self.position
             for indices in queue:
-                in_flight.append(executor.submit(self._read, indices))
+                in_flight.append(executor.submit(self._read, indices, epoch, submitted))
+                submitted += 1
                 if len(in_flight) >= self.prefetch:
                     break
             while in_flight:
@@ -146,8 +167,9 @@ class StoreLoader:
                 self.wait_seconds += time.perf_counter() - started
                 next_indices = next(queue, None)
                 if next_indices is not None:
-                    in_flight.append(executor.submit(self._read, next_indices))
-                images, labels = self._to_device(images, labels)
+                    in_flight.append(executor.submit(self._read, next_indices, epoch, submitted))
+                    submitted += 1
+                images, labels = self._to_device(images, labels, epoch, self.position)
                 self.position += 1
                 yield images, labels
             self.epoch, self.position = epoch + 1, 0  # a full pass moves on to the next epoch
@@ -156,21 +178,65 @@ class StoreLoader:
                 future.cancel()
             executor.shutdown(wait=True)
 
-    def _read(self, indices: np.ndarray) -> Batch:
-        """Runs in a reader thread: copy the images at sorted ``indices`` into host memory."""
+    def _read(self, indices: np.ndarray, epoch: int, position: int) -> Batch:
+        """Runs in a reader thread: copy the images at sorted ``indices`` into host memory
+        (and on a CPU device, apply the transform there, in parallel with the consumer)."""
         size = self.store.size
-        images = torch.empty((len(indices), size, size, 3), dtype=torch.uint8,
-                             pin_memory=self.pin_memory)
+        shape = (len(indices), size, size, 3)
+        transform_here = self.transform is not None and self.device.type == "cpu"
+        if transform_here and self.reuse_buffers:
+            images = self._scratch_images(shape)
+        elif self.reuse_buffers:
+            images = self._slot(position, shape, torch.uint8)
+        else:
+            images = torch.empty(shape, dtype=torch.uint8, pin_memory=self.pin_memory)
         self.store.read(indices, out=images.numpy())
         labels = torch.from_numpy(self.store.labels[indices])
         if self.pin_memory:
             labels = labels.pin_memory()
+        if transform_here:
+            generator = self._generator(epoch, position)
+            if self.reuse_buffers:
+                probe = self._slots.get(position % (self.prefetch + 2))
+                reusable = (probe is not None and probe.shape[0] == len(indices)
+                            and probe.dtype == torch.float32)
+                out = probe if reusable else None
+                images = self.transform(images, generator, out=out)
+                self._slots[position % (self.prefetch + 2)] = images
+            else:
+                images = self.transform(images, generator)
         return images, labels
 
-    def _to_device(self, images: torch.Tensor, labels: torch.Tensor) -> Batch:
+    def _slot(self, position: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+        """The reusable buffer of this batch position. A slot comes back prefetch + 2 batches
+        later, when the consumer has asked for two more batches than the one it held."""
+        key = position % (self.prefetch + 2)
+        buffer = self._slots.get(key)
+        if buffer is None or tuple(buffer.shape) != shape or buffer.dtype != dtype:
+            buffer = self._slots[key] = torch.empty(shape, dtype=dtype)
+        return buffer
+
+    def _scratch_images(self, shape: tuple[int, ...]) -> torch.Tensor:
+        buffer = getattr(self._scratch, "images", None)
+        if buffer is None or tuple(buffer.shape) != shape:
+            buffer = self._scratch.images = torch.empty(shape, dtype=torch.uint8)
+        return buffer
+
+    def _to_device(self, images: torch.Tensor, labels: torch.Tensor, epoch: int,
+                   position: int) -> Batch:
         if self.device.type == "cpu":
             return images, labels
         # from pinned memory the copy is asynchronous and ordered before later work on the
         # current stream; the caching host allocator keeps the buffer until it has finished
-        return (images.to(self.device, non_blocking=self.pin_memory),
-                labels.to(self.device, non_blocking=self.pin_memory))
+        images = images.to(self.device, non_blocking=self.pin_memory)
+        labels = labels.to(self.device, non_blocking=self.pin_memory)
+        if self.transform is not None:
+            images = self.transform(images, self._generator(epoch, position))
+        return images, labels
+
+    def _generator(self, epoch: int, position: int) -> torch.Generator:
+        """The transform's randomness for one batch: a function of (seed, epoch, batch, rank)
+        only, so it does not depend on thread timing and a resumed run repeats it exactly."""
+        state = np.random.SeedSequence([self.seed, epoch, position, self.rank]).generate_state(2)
+        seed = int(state[0]) << 32 | int(state[1])
+        return torch.Generator(self.device).manual_seed(seed)
