@@ -5,7 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
+
+from alexnet.data.store import StoreStats
 
 
 def random_image(rng: np.random.Generator, height: int, width: int) -> np.ndarray:
@@ -30,3 +33,15 @@ def image_folder(root: Path, splits: dict[str, dict[str, int]], *, seed: int = 0
                 write_image(root / split / class_name / f"{class_name}_{i}{suffix}",
                             random_image(rng, *shape))
     return root
+
+
+def fake_stats(size: int, seed: int = 1) -> StoreStats:
+    generator = torch.Generator().manual_seed(seed)
+    eigvec = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))[0].float()
+    eigval = torch.tensor([14143.0, 1222.0, 293.0])  # ImageNet's, 0..255 units (PAPER_FACTS)
+    return StoreStats(
+        mean_image=torch.rand(size, size, 3, generator=generator) * 255,
+        channel_mean=torch.tensor([124.0, 116.0, 104.0]),
+        channel_std=torch.tensor([58.0, 57.0, 57.5]),
+        rgb_covariance=eigvec @ torch.diag(eigval) @ eigvec.T,
+        pca_eigval=eigval, pca_eigvec=eigvec, count=100)

@@ -20,6 +20,7 @@ from alexnet.data.augment import (
 )
 from alexnet.data.store import StoreStats
 from alexnet.errors import AlexNetError
+from data_helpers import fake_stats
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -28,18 +29,6 @@ def batch(count: int = 3, size: int = 20, seed: int = 0, device: str = "cpu") ->
     generator = torch.Generator().manual_seed(seed)
     return torch.randint(0, 256, (count, size, size, 3), dtype=torch.uint8,
                          generator=generator).to(device)
-
-
-def fake_stats(size: int, seed: int = 1) -> StoreStats:
-    generator = torch.Generator().manual_seed(seed)
-    eigvec = torch.linalg.qr(torch.randn(3, 3, generator=generator, dtype=torch.float64))[0].float()
-    eigval = torch.tensor([14143.0, 1222.0, 293.0])  # ImageNet's, 0..255 units (PAPER_FACTS)
-    return StoreStats(
-        mean_image=torch.rand(size, size, 3, generator=generator) * 255,
-        channel_mean=torch.tensor([124.0, 116.0, 104.0]),
-        channel_std=torch.tensor([58.0, 57.0, 57.5]),
-        rgb_covariance=eigvec @ torch.diag(eigval) @ eigvec.T,
-        pca_eigval=eigval, pca_eigvec=eigvec, count=100)
 
 
 @pytest.mark.parametrize(("size", "crop"), [(256, 224), (37, 24), (20, 20), (21, 8)])
@@ -177,3 +166,18 @@ def test_bf16_output_and_errors() -> None:
         AugmentConfig(normalization="zca")
     with pytest.raises(AlexNetError, match="larger than the images"):
         TrainAugment(stats, AugmentConfig(crop_size=32))(batch(2, 16))
+
+
+def test_out_buffer_is_written_and_checked() -> None:
+    stats = fake_stats(16)
+    augment = TrainAugment(stats, AugmentConfig(crop_size=8))
+    out = torch.empty(4, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    images = batch(4, 16)
+    result = augment(images, torch.Generator().manual_seed(0), out=out)
+    assert result.data_ptr() == out.data_ptr()
+    torch.testing.assert_close(result, augment(images, torch.Generator().manual_seed(0)))
+    with pytest.raises(AlexNetError, match="channels_last"):
+        augment(images, out=torch.empty(4, 3, 8, 8))
+    ten = EvalTransform.from_stats(stats, AugmentConfig(crop_size=8), "ten_crop")
+    out10 = torch.empty(40, 3, 8, 8).contiguous(memory_format=torch.channels_last)
+    assert ten(images, out=out10).data_ptr() == out10.data_ptr()

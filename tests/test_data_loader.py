@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 import torch
 
+from alexnet.data.augment import AugmentConfig, TrainAugment
 from alexnet.data.loader import StoreLoader
 from alexnet.data.store import ImageStore
 from alexnet.errors import AlexNetError
+from data_helpers import fake_stats
 
 
 def memory_store(count: int, size: int = 4) -> ImageStore:
@@ -144,3 +146,38 @@ def test_cuda_batches_come_from_pinned_memory() -> None:
     images, labels = next(iter(loader))
     assert images.is_cuda and labels.is_cuda and loader.pin_memory
     assert torch.equal(labels.cpu(), images[:, 0, 0, 0].long().cpu() % 7)
+
+
+def test_transform_in_reader_threads_is_reproducible_and_resumable() -> None:
+    base = memory_store(40, size=12)
+    rng = np.random.default_rng(0)
+    store = ImageStore(base.root, base.split, rng.integers(0, 256, (40, 12, 12, 3), dtype=np.uint8),
+                       base.labels, base.manifest)
+    augment = TrainAugment(fake_stats(12), AugmentConfig(crop_size=8))
+
+    def run(threads: int, reuse: bool, **state: int) -> list[torch.Tensor]:
+        loader = StoreLoader(store, 8, seed=5, threads=threads, transform=augment,
+                             reuse_buffers=reuse)
+        if state:
+            loader.load_state_dict({**loader.state_dict(), **state})
+        return [images.clone() for images, _ in loader]
+
+    reference = run(1, False)
+    assert reference[0].shape == (8, 3, 8, 8) and reference[0].dtype == torch.float32
+    for threads, reuse in ((3, False), (2, True)):
+        assert all(torch.equal(a, b) for a, b in zip(reference, run(threads, reuse), strict=True))
+    resumed = run(2, True, position=2)
+    assert all(torch.equal(a, b) for a, b in zip(reference[2:], resumed, strict=True))
+
+
+def test_reused_buffers_come_back_after_prefetch_plus_two_batches() -> None:
+    store = memory_store(80)
+    loader = StoreLoader(store, 8, shuffle=False, prefetch=2, threads=1, reuse_buffers=True)
+    pointers, previous = [], None
+    for images, labels in loader:
+        pointers.append(images.data_ptr())
+        assert torch.equal(labels, images[:, 0, 0, 0].long() % 7)  # intact when yielded
+        if previous is not None:  # the batch before stays valid while this one is used
+            assert torch.equal(previous[1], previous[0][:, 0, 0, 0].long() % 7)
+        previous = (images, labels)
+    assert pointers[0] == pointers[4] and len(set(pointers)) == 4
