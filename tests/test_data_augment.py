@@ -181,3 +181,19 @@ def test_out_buffer_is_written_and_checked() -> None:
     ten = EvalTransform.from_stats(stats, AugmentConfig(crop_size=8), "ten_crop")
     out10 = torch.empty(40, 3, 8, 8).contiguous(memory_format=torch.channels_last)
     assert ten(images, out=out10).data_ptr() == out10.data_ptr()
+
+
+@pytest.mark.parametrize("view", ["train", "center", "ten_crop"])
+def test_index_into_a_whole_store_equals_the_gathered_batch(view: str) -> None:
+    stats = fake_stats(16)
+    store = batch(10, 16, seed=3)
+    index = torch.tensor([7, 2, 2, 9])
+    config = AugmentConfig(crop_size=12)
+    if view == "train":
+        transform = TrainAugment(stats, config)
+        direct = transform(store[index], torch.Generator().manual_seed(4))
+        indexed = transform(store, torch.Generator().manual_seed(4), index=index)
+    else:
+        transform = EvalTransform.from_stats(stats, config, view)
+        direct, indexed = transform(store[index]), transform(store, index=index)
+    assert torch.equal(direct, indexed)

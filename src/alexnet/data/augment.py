@@ -121,8 +121,10 @@ def random_crop_flip(images: torch.Tensor, crop: int, generator: torch.Generator
 
 
 def _random_boxes(images: torch.Tensor, crop: int, generator: torch.Generator | None,
-                  flip: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    batch, size, device = images.shape[0], images.shape[1], images.device
+                  flip: bool, batch: int | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    size, device = images.shape[1], images.device
+    batch = images.shape[0] if batch is None else batch
     if crop > size:
         raise AlexNetError(f"crop {crop} is larger than the images ({size})")
     tops = torch.randint(0, size - crop + 1, (batch,), generator=generator, device=device)
@@ -350,30 +352,36 @@ class TrainAugment:
         self._eigen_on: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
         self._local = threading.local()  # workspaces, one set per calling thread
 
+    accepts_index = True  # StoreLoader may pass the whole store and the batch's indices
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None,
-                 out: torch.Tensor | None = None) -> torch.Tensor:
+                 out: torch.Tensor | None = None, index: torch.Tensor | None = None
+                 ) -> torch.Tensor:
         """uint8 (B, S, S, 3) -> float (B, 3, crop, crop), channels_last, on images.device.
 
         ``generator`` (on the images' device) makes the crops, flips and lighting
         reproducible; None uses torch's default generator of that device. ``out``, a float32
         channels_last (B, 3, crop, crop) tensor, is written instead of a new one (on the CPU
         this saves the page faults of a fresh 77 MB tensor, about a quarter of the time).
+        With ``index`` (B,), ``images`` is a whole (N, S, S, 3) store and the batch is
+        ``images[index]``: only the crop windows are read (77% of the bytes at 224 of 256).
         """
         config = self.config
         self.normalization.check_size(images.shape[1])
-        tops, lefts, flips = _random_boxes(images, config.crop_size, generator, config.flip)
-        crops = crop_views(images, tops, lefts, flips, config.crop_size,
-                           out=self._crop_buffer(images))
+        batch = len(images) if index is None else len(index)
+        tops, lefts, flips = _random_boxes(images, config.crop_size, generator, config.flip, batch)
+        crops = crop_views(images, tops, lefts, flips, config.crop_size, index,
+                           out=self._crop_buffer(images, batch))
         shift = None
         if config.lighting_std > 0:
             eigval, eigvec = self._eigen(images.device)
-            shift = lighting_shift(len(images), eigval, eigvec, config.lighting_std, generator)
+            shift = lighting_shift(batch, eigval, eigvec, config.lighting_std, generator)
         result = self.normalization.apply(crops, tops, lefts, flips, shift, _as_nhwc(out, crops))
         return _channels_last(result, config.dtype)
 
-    def _crop_buffer(self, images: torch.Tensor) -> torch.Tensor:
+    def _crop_buffer(self, images: torch.Tensor, batch: int) -> torch.Tensor:
         crop = self.config.crop_size
-        shape = (images.shape[0], crop, crop, images.shape[3])
+        shape = (batch, crop, crop, images.shape[3])
         return _thread_buffer(self._local, "crops", shape, images.dtype, images.device)
 
     def _eigen(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -411,21 +419,27 @@ class EvalTransform:
     def views_per_image(self) -> int:
         return 10 if self.view == "ten_crop" else 1
 
+    accepts_index = True
+
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None,
-                 out: torch.Tensor | None = None) -> torch.Tensor:
+                 out: torch.Tensor | None = None, index: torch.Tensor | None = None
+                 ) -> torch.Tensor:
         """uint8 (B, S, S, 3) -> float (B * views, 3, crop, crop), channels_last, image-major
-        (written into ``out`` when given, as for TrainAugment; ``generator`` is unused and
-        accepted so that both can be a StoreLoader ``transform``)."""
-        batch, size, device = images.shape[0], images.shape[1], images.device
+        (``out`` and ``index`` as for TrainAugment; ``generator`` is unused and accepted so
+        that both can be a StoreLoader ``transform``)."""
+        size, device = images.shape[1], images.device
+        batch = len(images) if index is None else len(index)
+        if index is None:
+            index = torch.arange(batch, device=device)
         self.normalization.check_size(size)
         if self.view == "ten_crop":
-            tops, lefts, flips, index = _ten_crop_index(batch, size, self.crop_size, device)
+            tops, lefts, flips, position = _ten_crop_index(batch, size, self.crop_size, device)
+            index = index[position]
         else:
             top, left = center_boxes(size, self.crop_size)
             tops = torch.full((batch,), top, device=device)
             lefts = torch.full((batch,), left, device=device)
             flips = torch.zeros(batch, dtype=torch.bool, device=device)
-            index = None
         crops = crop_views(images, tops, lefts, flips, self.crop_size, index)
         result = self.normalization.apply(crops, tops, lefts, flips, None, _as_nhwc(out, crops))
         return _channels_last(result, self.dtype)

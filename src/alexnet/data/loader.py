@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -88,6 +89,7 @@ class StoreLoader:
         self.reuse_buffers = reuse_buffers and self.device.type == "cpu"
         self._slots: dict[int, torch.Tensor] = {}  # position % (prefetch + 2) -> output buffer
         self._scratch = threading.local()  # per reader thread: uint8 input of the transform
+        self._whole_store: torch.Tensor | None = None
         self.epoch = 0
         self.position = 0  # batches of self.epoch already consumed
         self.wait_seconds = 0.0  # time the consumer waited for data in the current iteration
@@ -184,6 +186,10 @@ class StoreLoader:
         size = self.store.size
         shape = (len(indices), size, size, 3)
         transform_here = self.transform is not None and self.device.type == "cpu"
+        if transform_here and getattr(self.transform, "accepts_index", False):
+            # the transform cuts its crops straight out of the memory-mapped store
+            return self._transform(self._store_tensor(), torch.from_numpy(indices), indices,
+                                   epoch, position), self._labels(indices)
         if transform_here and self.reuse_buffers:
             images = self._scratch_images(shape)
         elif self.reuse_buffers:
@@ -191,21 +197,37 @@ class StoreLoader:
         else:
             images = torch.empty(shape, dtype=torch.uint8, pin_memory=self.pin_memory)
         self.store.read(indices, out=images.numpy())
-        labels = torch.from_numpy(self.store.labels[indices])
-        if self.pin_memory:
-            labels = labels.pin_memory()
         if transform_here:
-            generator = self._generator(epoch, position)
-            if self.reuse_buffers:
-                probe = self._slots.get(position % (self.prefetch + 2))
-                reusable = (probe is not None and probe.shape[0] == len(indices)
-                            and probe.dtype == torch.float32)
-                out = probe if reusable else None
-                images = self.transform(images, generator, out=out)
-                self._slots[position % (self.prefetch + 2)] = images
-            else:
-                images = self.transform(images, generator)
-        return images, labels
+            images = self._transform(images, None, indices, epoch, position)
+        return images, self._labels(indices)
+
+    def _labels(self, indices: np.ndarray) -> torch.Tensor:
+        labels = torch.from_numpy(self.store.labels[indices])
+        return labels.pin_memory() if self.pin_memory else labels
+
+    def _transform(self, images: torch.Tensor, index: torch.Tensor | None, indices: np.ndarray,
+                   epoch: int, position: int) -> torch.Tensor:
+        """Apply the transform in a reader thread, into this position's buffer if reused."""
+        assert self.transform is not None
+        options: dict[str, Any] = {} if index is None else {"index": index}
+        generator = self._generator(epoch, position)
+        if not self.reuse_buffers:
+            return self.transform(images, generator, **options)
+        key = position % (self.prefetch + 2)
+        probe = self._slots.get(key)
+        reusable = (probe is not None and probe.shape[0] == len(indices)
+                    and probe.dtype == torch.float32)
+        result = self.transform(images, generator, out=probe if reusable else None, **options)
+        self._slots[key] = result
+        return result
+
+    def _store_tensor(self) -> torch.Tensor:
+        """The whole memory-mapped split as a uint8 tensor (no copy, read-only in practice)."""
+        if self._whole_store is None:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)  # "non-writable array": not written
+                self._whole_store = torch.from_numpy(self.store.images)
+        return self._whole_store
 
     def _slot(self, position: int, shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         """The reusable buffer of this batch position. A slot comes back prefetch + 2 batches
