@@ -1,0 +1,71 @@
+"""``alexnet experiment NAME [--scale small|paper] [--seeds N] [--out DIR]`` and ``--list``."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from alexnet.cli import command
+from alexnet.errors import AlexNetError
+
+
+@command("experiment", "reproduce one of the paper's claims: train the variants, write a table "
+                       "and a plot with a verdict")
+def _experiment_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("name", nargs="?", help="experiment name (see --list)")
+    parser.add_argument("--list", action="store_true", help="print every experiment and its claim")
+    parser.add_argument("--scale", default="small",
+                        help="small (2-core CPU, <= 30 min), paper (ImageNet on a GPU), test (seconds)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per variant (default: the scale's)")
+    parser.add_argument("--out", default="runs/experiments",
+                        help="folder for NAME-SCALE.md / .json / .png (default: runs/experiments)")
+    parser.add_argument("--runs-dir", default=None,
+                        help="folder for the training runs (default: runs/experiments/NAME-SCALE)")
+    parser.add_argument("--data", default=None,
+                        help="replace the scale's data (a prepared store or image folder), "
+                             "e.g. your ILSVRC-2012 for --scale paper")
+    parser.add_argument("--fresh", action="store_true",
+                        help="start the training runs over instead of resuming / reusing them")
+
+
+@_experiment_args
+def _experiment(args: argparse.Namespace) -> int:
+    from alexnet.experiments import EXPERIMENTS, SCALES, get_experiment
+
+    if args.list:
+        for experiment in EXPERIMENTS.values():
+            print(f"{experiment.name:<20} {experiment.section}: {experiment.claim}")
+        return 0
+    if args.name is None:
+        raise AlexNetError("give an experiment NAME, or --list to see them")
+    experiment = get_experiment(args.name)
+    if args.scale not in SCALES:
+        raise AlexNetError(f"--scale must be one of {', '.join(SCALES)}, got {args.scale!r}")
+    if args.seeds is not None and args.seeds < 1:
+        raise AlexNetError(f"--seeds must be at least 1, got {args.seeds}")
+
+    from alexnet.experiments.report import write
+    from alexnet.experiments.runner import run_experiment
+
+    result = run_experiment(experiment, args.scale, seeds=args.seeds, runs_dir=args.runs_dir,
+                            data=args.data, fresh=args.fresh,
+                            command=_command_line(args))
+    paths = write(result, args.out)
+    print(f"{experiment.name} ({args.scale}): {result.verdict}")
+    for effect in result.effects:
+        value = "n/a" if effect.value is None else f"{effect.value:.2f}"
+        print(f"  {effect.variant} vs {effect.baseline}: {value} (paper {effect.paper}) - "
+              f"{effect.verdict}")
+    print(f"table: {paths['markdown']}  json: {paths['json']}  plot: {paths['plot']}")
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command as a user would type it again (for the result's record)."""
+    words = ["alexnet", "experiment", args.name, "--scale", args.scale]
+    for flag, value in (("--seeds", args.seeds), ("--data", args.data),
+                        ("--runs-dir", args.runs_dir), ("--out", args.out)):
+        if value is not None:
+            words += [flag, str(value)]
+    return shlex.join(words)

@@ -1,0 +1,153 @@
+"""What an experiment is: a claim of the paper, the variants that test it, and how to judge it.
+
+An ``Experiment`` names the claim (text, section, the paper's numbers), the ``Variant``s to
+train (TrainConfig overrides, model options under ``model_options``), the ``Comparison``s
+between them (the effect the paper reports, in the metric's units) and one ``Scale`` per
+size: ``small`` runs on a 2-core CPU in at most 30 minutes, ``paper`` is the ImageNet-sized
+definition for a GPU machine, ``test`` is a few steps on a handful of images for the tests.
+
+Configs are built with ``resolve_config(scale.preset, scale.overrides | variant.overrides)``,
+so a definition is checked by the same validation as ``alexnet train``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from alexnet.errors import AlexNetError, unknown_choice
+from alexnet.train.config import TrainConfig, resolve_config
+
+SCALES = ("small", "paper", "test")
+EFFECT_KINDS = ("difference", "ratio", "absolute")
+
+
+def shared_data(name: str) -> str:
+    """``../shared/data/NAME`` beside the checkout (``ALEXNET_SHARED_DATA`` overrides it)."""
+    root = os.environ.get("ALEXNET_SHARED_DATA")
+    base = Path(root) if root else Path(__file__).resolve().parents[3].parent / "shared" / "data"
+    return str(base / name)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One arm of an experiment: what to train and which views / models to score."""
+
+    name: str
+    overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig keys; merged over the scale's
+    views: str = "center"  # center | 10crop (evaluate.py); 10crop is the paper's 10 patches (§4.1)
+    ensemble: bool = False  # score the softmax average of every seed's model (Table 2)
+
+    def model_options(self) -> dict[str, Any]:
+        return dict(self.overrides.get("model_options", {}))
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """``variant`` against ``baseline``; ``paper`` is the effect the paper reports.
+
+    difference: metric(variant) - metric(baseline), in percentage points when the metric is
+    an error; ratio: metric(variant) / metric(baseline); absolute: metric(variant) itself.
+    """
+
+    baseline: str
+    variant: str
+    paper: float | None  # None: the paper gives no number
+    paper_text: str
+
+
+@dataclass(frozen=True)
+class Scale:
+    description: str
+    preset: str | None
+    overrides: dict[str, Any]  # applied to every variant (before the variant's own overrides)
+    seeds: int = 1  # default number of seeds (--seeds overrides it)
+    minutes: float | None = None  # the time budget this scale is sized for, on its machine
+    machine: str = "2-core CPU"
+    # variant name -> overrides at this scale only (e.g. a shorter run for the faster arm)
+    variant_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    claim: str
+    section: str
+    paper_numbers: str  # as /work/shared/docs/PAPER_FACTS.md states them
+    metric: str  # a key of alexnet.experiments.measure.METRICS
+    effect: str  # difference | ratio | absolute
+    threshold: float  # the smallest effect (metric units) that counts as reproduced
+    threshold_reason: str
+    variants: tuple[Variant, ...]
+    comparisons: tuple[Comparison, ...]
+    scales: dict[str, Scale]
+    notes: str = ""
+    min_seeds: int = 1
+
+    def variant(self, name: str) -> Variant:
+        for variant in self.variants:
+            if variant.name == name:
+                return variant
+        raise unknown_choice(f"variant of {self.name}", name, [v.name for v in self.variants])
+
+    def scale(self, name: str) -> Scale:
+        if name not in self.scales:
+            raise unknown_choice(f"scale for experiment {self.name}", name, self.scales)
+        return self.scales[name]
+
+    def config(self, variant: Variant | str, scale: str, seed: int = 0, out: str = "runs/x",
+               data: str | None = None) -> TrainConfig:
+        """The validated TrainConfig of ``variant`` at ``scale`` (``data`` replaces the data)."""
+        chosen = self.variant(variant) if isinstance(variant, str) else variant
+        settings = self.scale(scale)
+        at_scale = settings.variant_overrides.get(chosen.name, {})
+        values: dict[str, Any] = {**settings.overrides, **chosen.overrides, **at_scale}
+        options = {**settings.overrides.get("model_options", {}), **chosen.model_options(),
+                   **at_scale.get("model_options", {})}
+        if options or "model_options" in values:
+            values["model_options"] = options
+        values.update(seed=seed, out=out)
+        if data is not None:
+            values["data"] = data
+        if settings.preset is not None and "model" in values and "model_options" in values:
+            # a preset's options belong to its model; keep them unless the model changes
+            from alexnet.train.config import PRESETS
+
+            preset_values = PRESETS[settings.preset].values
+            if values["model"] == preset_values.get("model"):
+                values["model_options"] = {**preset_values.get("model_options", {}), **options}
+        return resolve_config(settings.preset, values)
+
+    def training_variants(self) -> list[Variant]:
+        """Variants that need their own training run (others re-score a shared model)."""
+        return [v for v in self.variants if not v.ensemble]
+
+
+def check_experiment(experiment: Experiment) -> None:
+    """Consistency of a definition; a broken one is a programming error, caught by the tests."""
+    names = [v.name for v in experiment.variants]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{experiment.name}: duplicate variant names {names}")
+    if experiment.effect not in EFFECT_KINDS:
+        raise ValueError(f"{experiment.name}: effect {experiment.effect!r} not in {EFFECT_KINDS}")
+    for comparison in experiment.comparisons:
+        for name in (comparison.baseline, comparison.variant):
+            if name not in names:
+                raise ValueError(f"{experiment.name}: comparison names unknown variant {name!r}")
+    for scale, settings in experiment.scales.items():
+        for name in settings.variant_overrides:
+            if name not in names:
+                raise ValueError(f"{experiment.name}: {scale} overrides unknown variant {name!r}")
+    for scale in ("small", "paper", "test"):
+        if scale not in experiment.scales:
+            raise ValueError(f"{experiment.name}: no {scale!r} scale")
+
+
+def seeds_for(experiment: Experiment, scale: str, seeds: int | None) -> list[int]:
+    count = experiment.scale(scale).seeds if seeds is None else seeds
+    if count < experiment.min_seeds:
+        raise AlexNetError(f"{experiment.name} needs at least {experiment.min_seeds} seeds "
+                           f"(--seeds {experiment.min_seeds}), got {count}")
+    return list(range(count))
