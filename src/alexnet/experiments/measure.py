@@ -7,10 +7,11 @@ error, and ``verdict`` into one of three words, by this rule:
 
 - **reproduced**: the effect points the paper's way, is at least the experiment's
   threshold, and is larger than twice its standard error;
-- **not measurable at this scale**: a number is missing (e.g. a run never reached the
-  error it is timed to), or twice the standard error is at least the threshold, so this
-  setup cannot resolve an effect of the size that would count;
-- **not reproduced**: otherwise (the effect is resolved and too small or the wrong way).
+- **not reproduced**: the effect is resolved below the threshold: even the effect plus
+  twice its standard error does not reach it (too small, or the wrong way);
+- **not measurable at this scale**: otherwise - a number is missing (e.g. a run never
+  reached the error it is timed to, or only a lower bound below the threshold), or the
+  error bar is too wide to tell either way.
 
 Standard error: the spread over seeds (when there are two or more) combined with the
 binomial sampling error of an error rate measured on N test images, sqrt(p (1 - p) / N),
@@ -172,29 +173,30 @@ def verdict(kind: str, effect: float | None, standard_error: float, lower_bound:
     if effect is None:
         return NOT_MEASURABLE, "a variant gave no value (see the table)"
     if kind == "absolute":
-        # an absolute claim (an error rate): reproduced when we are no worse than the paper's
-        # number plus the threshold, resolved when the error bar is below the threshold
+        # an absolute claim (an error rate): we match it when we are no worse than the
+        # paper's number plus the threshold
         limit = (paper if paper is not None else 0.0) + threshold
         if lower_bound:
             return NOT_MEASURABLE, "only a lower bound was measured"
         if effect <= limit:
-            return REPRODUCED, f"{effect:.2f} <= paper {paper} + {threshold}"
-        if 2 * standard_error >= threshold:
-            return NOT_MEASURABLE, f"2 x standard error {2 * standard_error:.2f} >= {threshold}"
-        return NOT_REPRODUCED, f"{effect:.2f} > paper {paper} + {threshold}"
-    direction = 1.0 if paper is None or paper >= (1.0 if kind == "ratio" else 0.0) else -1.0
+            return REPRODUCED, f"{effect:.2f} <= paper {paper:g} + {threshold:g}"
+        if effect - 2 * standard_error > limit:
+            return NOT_REPRODUCED, f"{effect:.2f} - 2 SE > paper {paper:g} + {threshold:g}"
+        return NOT_MEASURABLE, f"{effect:.2f} +- 2 x {standard_error:.2f} straddles {limit:g}"
     neutral = 1.0 if kind == "ratio" else 0.0
+    direction = 1.0 if paper is None or paper >= neutral else -1.0
     signed = direction * (effect - neutral)  # > 0: the paper's way
     needed = threshold - neutral if kind == "ratio" else threshold
     if signed >= needed and signed > 2 * standard_error:
         bound = " (a lower bound)" if lower_bound else ""
-        return REPRODUCED, f"effect {effect:.2f}{bound} is the paper's way, >= {threshold} and > 2 SE"
+        return REPRODUCED, f"{effect:.2f}{bound} is the paper's way, >= {threshold:g} and > 2 SE"
     if lower_bound:
-        return NOT_MEASURABLE, f"only a lower bound ({effect:.2f}) was measured, below {threshold}"
-    if 2 * standard_error >= abs(needed):
-        return NOT_MEASURABLE, (f"2 x standard error {2 * standard_error:.2f} >= the threshold "
-                                f"{threshold}: this setup cannot resolve the effect")
-    return NOT_REPRODUCED, f"effect {effect:.2f} resolved (SE {standard_error:.2f}) but not >= {threshold} the paper's way"
+        return NOT_MEASURABLE, f"only a lower bound ({effect:.2f}) was measured, below {threshold:g}"
+    if signed + 2 * standard_error < needed:
+        return NOT_REPRODUCED, (f"{effect:.2f} (SE {standard_error:.2f}) is resolved below "
+                                f"{threshold:g} the paper's way")
+    return NOT_MEASURABLE, (f"{effect:.2f} +- 2 x {standard_error:.2f}: too noisy at this scale "
+                            f"to tell whether it reaches {threshold:g}")
 
 
 def overall(verdicts: Sequence[str]) -> str:

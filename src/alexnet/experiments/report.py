@@ -109,8 +109,9 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
         "",
         f"Verdict rule: reproduced when the effect points the paper's way, is at least "
         f"{experiment.threshold:g} ({experiment.threshold_reason}) and exceeds twice its standard "
-        "error; not measurable at this scale when a value is missing or twice the standard error "
-        "reaches the threshold; not reproduced otherwise (docs/experiments.md).",
+        "error; not reproduced when even the effect plus twice its standard error stays below "
+        "that; not measurable at this scale otherwise (a missing value, or too noisy to tell). "
+        "See docs/experiments.md.",
     ]
     if experiment.notes:
         lines += ["", f"Notes: {experiment.notes}"]
@@ -142,7 +143,7 @@ def plot(result: ExperimentResult, path: Path) -> None:
     figure, axes = plt.subplots(1, 2 if curves else 1, figsize=(11 if curves else 6, 4),
                                 squeeze=False)
     if curves:
-        _plot_curves(axes[0][0], result, "train_top1_error", "training error (augmented views)")
+        _plot_curves(axes[0][0], result, "train_top1_error", "training error (over each epoch's batches)")
         _plot_curves(axes[0][1], result, "val_top1_error", "test / validation error (centre)")
         if experiment.metric == "epochs_to_25pct_train_error":
             axes[0][0].axhline(0.25, color="black", linestyle="--", linewidth=0.8)

@@ -1,0 +1,242 @@
+"""The experiment registry, the verdict rule and the table / plot writer (no training here)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from alexnet.errors import AlexNetError
+from alexnet.experiments import EXPERIMENTS, get_experiment
+from alexnet.experiments.measure import (
+    METRICS,
+    NOT_MEASURABLE,
+    NOT_REPRODUCED,
+    REPRODUCED,
+    RunOutcome,
+    Summary,
+    Value,
+    compare,
+    overall,
+    verdict,
+)
+from alexnet.experiments.registry import Comparison, Experiment, Scale, Variant, check_experiment
+from alexnet.experiments.report import to_markdown, write
+from alexnet.experiments.runner import ExperimentResult, VariantResult
+from alexnet.models import create_model
+
+THE_TEN = ("relu-vs-tanh", "lrn", "overlapping-pooling", "dropout", "pca-lighting", "depth",
+           "two-towers", "ten-crop", "ensemble", "cifar10-18pct")
+
+
+def test_the_issue_s_ten_experiments_are_registered() -> None:
+    assert tuple(EXPERIMENTS) == THE_TEN
+
+
+@pytest.mark.parametrize("name", THE_TEN)
+def test_every_experiment_states_its_claim_and_the_paper_s_numbers(name: str) -> None:
+    experiment = get_experiment(name)
+    assert len(experiment.claim) > 40 and experiment.section
+    assert any(ch.isdigit() for ch in experiment.paper_numbers) or "no number" in experiment.paper_numbers.lower()
+    assert experiment.metric in METRICS and experiment.threshold > 0 and experiment.threshold_reason
+    assert experiment.comparisons and len(experiment.variants) >= 1
+    check_experiment(experiment)
+    for comparison in experiment.comparisons:
+        assert comparison.paper_text
+        if comparison.paper is not None and experiment.effect == "difference":
+            # the threshold is never above the paper's own effect
+            assert experiment.threshold <= abs(comparison.paper)
+
+
+@pytest.mark.parametrize("name", THE_TEN)
+@pytest.mark.parametrize("scale", ["small", "paper", "test"])
+def test_every_variant_builds_a_valid_config_at_every_scale(name: str, scale: str) -> None:
+    experiment = get_experiment(name)
+    configs = {v.name: experiment.config(v, scale, seed=3) for v in experiment.variants}
+    for variant in experiment.variants:
+        config = configs[variant.name]
+        assert config.seed == 3 and config.data
+        for key, value in variant.model_options().items():
+            assert config.model_options[key] == value, (variant.name, key)
+        for key, value in variant.overrides.items():
+            if key != "model_options":
+                assert getattr(config, key) == value, (variant.name, key)
+    # arms with different overrides really train different things; arms that differ only in
+    # how they are scored (10-crop, ensemble) share one config, hence one run per seed
+    arms = {json.dumps(v.overrides, sort_keys=True) for v in experiment.variants}
+    dumps = {json.dumps(c.to_dict(), sort_keys=True) for c in configs.values()}
+    assert len(dumps) == len(arms)
+
+
+@pytest.mark.parametrize("name", THE_TEN)
+def test_small_scale_models_run_at_their_crop_size(name: str) -> None:
+    """Catches a variant whose network cannot take the small scale's images (e.g. pooling)."""
+    experiment = get_experiment(name)
+    for variant in experiment.training_variants():
+        config = experiment.config(variant, "small")
+        model = create_model(config.model, **{**config.model_options, "num_classes": 10}).eval()
+        with torch.no_grad():
+            logits = model(torch.randn(2, 3, config.crop_size, config.crop_size))
+        assert logits.shape == (2, 10)
+
+
+def test_the_small_relu_vs_tanh_scale_is_fig1_without_regularisation() -> None:
+    experiment = get_experiment("relu-vs-tanh")
+    relu, tanh = (experiment.config(v, "small") for v in ("relu", "tanh"))
+    assert relu.model == tanh.model == "cifar_fig1" and relu.weight_decay == 0.0
+    assert relu.model_options["activation"] == "relu" and tanh.model_options["activation"] == "tanh"
+    assert relu.pca_lighting == 0 and not relu.flip and relu.crop_size == 32
+    assert relu.epochs < tanh.epochs  # the faster arm stops earlier (variant_overrides)
+
+
+def test_the_paper_scale_is_imagenet_sized() -> None:
+    config = get_experiment("lrn").config("no-lrn", "paper")
+    assert (config.model, config.crop_size, config.image_size, config.epochs) == ("alexnet2012", 224, 256, 90)
+    assert config.model_options["lrn"] is False and config.batch_size == 128
+
+
+def test_unknown_names_and_too_few_seeds_are_user_errors() -> None:
+    with pytest.raises(AlexNetError, match="unknown experiment 'relu'"):
+        get_experiment("relu")
+    with pytest.raises(AlexNetError, match="unknown scale"):
+        get_experiment("lrn").config("lrn", "huge")
+    from alexnet.experiments.registry import seeds_for
+
+    with pytest.raises(AlexNetError, match="at least 2 seeds"):
+        seeds_for(get_experiment("ensemble"), "small", 1)
+    assert seeds_for(get_experiment("lrn"), "small", 3) == [0, 1, 2]
+
+
+def test_a_broken_definition_is_caught() -> None:
+    scales = {s: Scale("x", None, {"data": "d"}) for s in ("small", "paper", "test")}
+    broken = Experiment("x", "claim", "§0", "1%", "top1_error", "difference", 1.0, "why",
+                        (Variant("a"),), (Comparison("a", "b", 1.0, "t"),), scales)
+    with pytest.raises(ValueError, match="unknown variant 'b'"):
+        check_experiment(broken)
+
+
+# ---- metrics and the verdict rule ---------------------------------------------------------------
+
+def _summary(*values: float | None, n_images: int = 0, bound: bool = False) -> Summary:
+    return Summary([Value(v, lower_bound=bound) for v in values], n_images)
+
+
+def test_epochs_to_25pct_training_error_is_the_first_epoch_at_or_below_it() -> None:
+    measure = METRICS["epochs_to_25pct_train_error"].measure
+    records = [{"epoch": e, "train_top1_error": err} for e, err in ((1, 0.6), (2, 0.3), (3, 0.25), (4, 0.2))]
+    assert measure(RunOutcome(records, None, None, 0, 0.0)) == Value(3.0)
+    assert measure(RunOutcome(records[:2], None, None, 0, 0.0)) == Value(2.0, lower_bound=True)
+    assert measure(RunOutcome([], None, None, 0, 0.0)).value is None
+
+
+def test_the_standard_error_combines_seeds_and_test_set_sampling() -> None:
+    one = _summary(30.0, n_images=10_000)
+    assert one.standard_error(True) == pytest.approx(100 * math.sqrt(0.3 * 0.7 / 10_000))
+    two = _summary(29.0, 31.0, n_images=10_000)
+    seeds = math.sqrt(2.0) / math.sqrt(2)  # sd of (29, 31) over sqrt(2)
+    assert two.standard_error(True) == pytest.approx(math.hypot(seeds, one.standard_error(True)))
+    assert _summary(4.0, 6.0).standard_error(False) == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(("baseline", "variant", "n_images", "expected"), [
+    (30.0, 33.0, 10_000, REPRODUCED),       # +3 points, SE ~0.65: resolved, >= threshold
+    (30.0, 30.2, 1_000_000, NOT_REPRODUCED),  # resolved, far below the threshold
+    (30.0, 27.0, 10_000, NOT_REPRODUCED),   # resolved the wrong way
+    (30.0, 33.0, 100, NOT_MEASURABLE),      # 100 test images cannot resolve 0.7 points
+])
+def test_verdict_for_error_differences(baseline: float, variant: float, n_images: int,
+                                       expected: str) -> None:
+    metric = METRICS["top1_error"]
+    effect, se, bound = compare("difference", _summary(baseline, n_images=n_images),
+                                _summary(variant, n_images=n_images), metric)
+    assert effect == pytest.approx(variant - baseline)
+    assert verdict("difference", effect, se, bound, paper=1.4, threshold=0.7)[0] == expected
+
+
+def test_verdict_for_ratios_and_lower_bounds() -> None:
+    metric = METRICS["epochs_to_25pct_train_error"]
+    effect, se, bound = compare("ratio", _summary(5.0), _summary(20.0, bound=True), metric)
+    assert (effect, bound) == (4.0, True)
+    assert verdict("ratio", effect, se, bound, paper=6.0, threshold=3.0)[0] == REPRODUCED
+    effect, se, bound = compare("ratio", _summary(8.0), _summary(16.0, bound=True), metric)
+    assert verdict("ratio", effect, se, bound, paper=6.0, threshold=3.0)[0] == NOT_MEASURABLE
+    effect, se, bound = compare("ratio", _summary(8.0), _summary(12.0), metric)
+    assert verdict("ratio", effect, se, bound, paper=6.0, threshold=3.0)[0] == NOT_REPRODUCED
+    # the baseline never got there: no ratio at all
+    effect, se, bound = compare("ratio", _summary(10.0, bound=True), _summary(20.0, bound=True), metric)
+    assert effect is None and verdict("ratio", effect, se, bound, 6.0, 3.0)[0] == NOT_MEASURABLE
+
+
+def test_verdict_for_an_absolute_error_rate() -> None:
+    metric = METRICS["top1_error"]
+    for value, expected in ((18.6, REPRODUCED), (25.0, NOT_REPRODUCED)):
+        effect, se, bound = compare("absolute", _summary(None), _summary(value, n_images=10_000), metric)
+        assert verdict("absolute", effect, se, bound, paper=18.0, threshold=1.0)[0] == expected
+    effect, se, bound = compare("absolute", _summary(None), _summary(25.0, n_images=20), metric)
+    assert verdict("absolute", effect, se, bound, paper=18.0, threshold=1.0)[0] == NOT_MEASURABLE
+
+
+def test_overall_verdict() -> None:
+    assert overall([REPRODUCED, REPRODUCED]) == REPRODUCED
+    assert overall([REPRODUCED, NOT_MEASURABLE]) == NOT_MEASURABLE
+    assert overall([REPRODUCED, NOT_REPRODUCED, NOT_MEASURABLE]) == NOT_REPRODUCED
+    assert overall([]) == NOT_MEASURABLE
+
+
+# ---- the table and the plot ---------------------------------------------------------------------
+
+def _fake_result(name: str, values: dict[str, list[float]]) -> ExperimentResult:
+    from alexnet.experiments.measure import Effect
+
+    experiment = get_experiment(name)
+    metric = METRICS[experiment.metric]
+    variants = {}
+    for variant_name, numbers in values.items():
+        outcomes = [RunOutcome([{"epoch": e, "train_top1_error": 0.5 / e, "val_top1_error": 0.6 / e}
+                                for e in (1, 2, 3)], v / 100, v / 200, 1000, 12.0, seed)
+                    for seed, v in enumerate(numbers)]
+        if metric.name == "epochs_to_25pct_train_error":
+            summary = Summary([Value(v) for v in numbers], 1000)
+        else:
+            summary = Summary([metric.measure(o) for o in outcomes], 1000)
+        variants[variant_name] = VariantResult(variant_name, "center", False, ["runs/x"], outcomes,
+                                               summary, {"model": "m"})
+    comparison = experiment.comparisons[0]
+    effect, se, bound = compare(experiment.effect, variants[comparison.baseline].summary,
+                                variants[comparison.variant].summary, metric)
+    word, reason = verdict(experiment.effect, effect, se, bound, comparison.paper, experiment.threshold)
+    effects = [Effect(comparison.baseline, comparison.variant, effect, se, bound, comparison.paper,
+                      comparison.paper_text, word, reason)]
+    return ExperimentResult(experiment, "small", [0, 1], variants, effects, overall([word]), 65.0,
+                            "abc123", "2 CPU cores", {"torch": torch.__version__}, "2026-01-01 00:00 UTC",
+                            f"alexnet experiment {name}")
+
+
+def test_the_writer_produces_markdown_json_and_a_png(tmp_path: Path) -> None:
+    result = _fake_result("lrn", {"lrn": [20.0, 21.0], "no-lrn": [25.0, 26.0]})
+    paths = write(result, tmp_path / "results")
+    markdown = paths["markdown"].read_text()
+    assert markdown.startswith(f"# lrn (small scale): {result.verdict}")
+    assert "| lrn | 20.50 ± 0.71 (sd, 2 seeds) | 20.00, 21.00 |" in markdown
+    assert "| no-lrn vs lrn | 5.00 |" in markdown and "1.4" in markdown
+    assert "- commit: abc123" in markdown and "- wall time: 1.1 min" in markdown
+    assert "![lrn](lrn-small.png)" in markdown
+    record = json.loads(paths["json"].read_text())
+    assert record["verdict"] == result.verdict and record["commit"] == "abc123"
+    assert record["variants"]["no-lrn"]["mean"] == pytest.approx(25.5)
+    assert record["effects"][0]["value"] == pytest.approx(5.0)
+    assert record["paper_numbers"] == get_experiment("lrn").paper_numbers
+    png = paths["plot"].read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_lower_bounds_and_missing_values_are_written_as_such() -> None:
+    result = _fake_result("relu-vs-tanh", {"relu": [5.0], "tanh": [20.0]})
+    result.variants["tanh"].summary = Summary([Value(20.0, lower_bound=True)], 1000)
+    markdown = to_markdown(result)
+    assert "| tanh | >= 20.00 | >=20.00 |" in markdown
+    result.variants["relu"].summary = Summary([Value(None)], 1000)
+    assert "| relu | n/a | n/a |" in to_markdown(result)
