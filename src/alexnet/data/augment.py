@@ -353,6 +353,7 @@ class TrainAugment:
         self._local = threading.local()  # workspaces, one set per calling thread
 
     accepts_index = True  # StoreLoader may pass the whole store and the batch's indices
+    views_per_image = 1
 
     def __call__(self, images: torch.Tensor, generator: torch.Generator | None = None,
                  out: torch.Tensor | None = None, index: torch.Tensor | None = None

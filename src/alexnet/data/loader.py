@@ -215,8 +215,8 @@ class StoreLoader:
             return self.transform(images, generator, **options)
         key = position % (self.prefetch + 2)
         probe = self._slots.get(key)
-        reusable = (probe is not None and probe.shape[0] == len(indices)
-                    and probe.dtype == torch.float32)
+        rows = len(indices) * getattr(self.transform, "views_per_image", 1)
+        reusable = probe is not None and probe.shape[0] == rows and probe.dtype == torch.float32
         result = self.transform(images, generator, out=probe if reusable else None, **options)
         self._slots[key] = result
         return result
