@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,8 +21,9 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from alexnet.data.images import BadImageError, load_image
 from alexnet.errors import AlexNetError
-from alexnet.inputs import DECODE_ERRORS, ImageSource, decode_error, read_image
+from alexnet.inputs import ImageSource
 from alexnet.scoring import LoadedModel, ScoringModel, resolve_device
 
 
@@ -53,12 +54,10 @@ def predict_files(
     predictions: list[Prediction] = []
     for file in files:
         try:
-            image = torch.from_numpy(read_image(file, size)).unsqueeze(0)  # (1, S, S, 3)
-        except FileNotFoundError:
-            predictions.append(Prediction(str(file), error="file not found"))
-            continue
-        except DECODE_ERRORS as error:
-            predictions.append(Prediction(str(file), error=decode_error(file, error)))
+            image = torch.tensor(load_image(file, size)).unsqueeze(0)  # (1, S, S, 3)
+        except BadImageError as error:
+            reason = "file not found" if not Path(file).exists() else str(error)
+            predictions.append(Prediction(str(file), error=reason))
             continue
         probs = torch.stack([s.probabilities(image, views) for s in scorers]).mean(dim=0)[0]  # (C,)
         values, indices = probs.topk(min(topk, len(classes)))
@@ -91,6 +90,7 @@ class Features:
     class_names: list[str]
     layer: str
     model: str
+    indices: np.ndarray  # (N,) position of each image in the source it was read from
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         path = Path(path)
@@ -99,7 +99,7 @@ class Features:
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, features=self.features, labels=self.labels, files=np.array(self.files),
                  classes=np.array(self.classes), class_names=np.array(self.class_names),
-                 layer=np.array(self.layer), model=np.array(self.model))
+                 layer=np.array(self.layer), model=np.array(self.model), indices=self.indices)
         return path
 
     @classmethod
@@ -107,7 +107,7 @@ class Features:
         with np.load(path) as data:
             return cls(data["features"], data["labels"], data["files"].tolist(),
                        data["classes"].tolist(), data["class_names"].tolist(),
-                       str(data["layer"]), str(data["model"]))
+                       str(data["layer"]), str(data["model"]), data["indices"])
 
 
 def extract_features(
@@ -134,8 +134,7 @@ def extract_features(
     try:
         with tqdm(total=total, unit="img", desc=f"features {layer}", disable=None if progress else True) as bar:
             for batch in source.batches(batch_size, limit):
-                for view in scorer.views(batch.images, "center"):
-                    scorer.logits(view)
+                scorer.logits(scorer.views(batch.images, "center"))
                 chunks.append(captured.pop())  # (B, D)
                 labels.append(batch.labels.numpy())
                 kept.extend(batch.indices.tolist())
@@ -145,7 +144,8 @@ def extract_features(
     if not chunks:
         raise AlexNetError(f"no readable images in {source.name}")
     return Features(torch.cat(chunks).numpy(), np.concatenate(labels), [source.files[i] for i in kept],
-                    list(source.classes), list(source.class_names), layer, loaded.name)
+                    list(source.classes), list(source.class_names), layer, loaded.name,
+                    np.asarray(kept, dtype=np.int64))
 
 
 def nearest_neighbors(queries: torch.Tensor, gallery: torch.Tensor, k: int,
@@ -160,3 +160,44 @@ def nearest_neighbors(queries: torch.Tensor, gallery: torch.Tensor, k: int,
         distances.append(values)
         indices.append(positions)
     return torch.cat(distances), torch.cat(indices)
+
+
+@dataclass
+class Neighbor:
+    file: str
+    class_id: str
+    distance: float
+    index: int  # position in the gallery source
+
+
+@dataclass
+class NeighborResult:
+    """For each query image, its k nearest gallery images in feature space (Fig. 4 right)."""
+
+    layer: str
+    query_files: list[str]
+    query_classes: list[str]
+    query_indices: list[int]  # positions in the query source
+    neighbors: list[list[Neighbor]]
+    same_class_fraction: float | None  # of all neighbours shown; None for unlabelled queries
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+def find_neighbors(gallery: Features, queries: Features, k: int = 5) -> NeighborResult:
+    """The ``k`` gallery images nearest to each query by Euclidean distance of features."""
+    if gallery.layer != queries.layer:
+        raise AlexNetError(f"gallery features are {gallery.layer}, queries {queries.layer}; use one layer")
+    if k < 1:
+        raise AlexNetError(f"--k must be positive, got {k}")
+    distances, indices = nearest_neighbors(torch.from_numpy(queries.features),
+                                           torch.from_numpy(gallery.features), k)
+    query_classes = [queries.classes[label] for label in queries.labels]
+    rows = [[Neighbor(gallery.files[j], gallery.classes[gallery.labels[j]], float(d), int(gallery.indices[j]))
+             for d, j in zip(ds.tolist(), js.tolist(), strict=True)]
+            for ds, js in zip(distances, indices, strict=True)]
+    labelled = set(queries.classes) <= set(gallery.classes)
+    same = [n.class_id == c for c, row in zip(query_classes, rows, strict=True) for n in row]
+    return NeighborResult(gallery.layer, list(queries.files), query_classes, queries.indices.tolist(), rows,
+                          float(np.mean(same)) if labelled and same else None)

@@ -1,110 +1,95 @@
 """What evaluation and inference read: a split of a prepared store, or a folder of images.
 
 ``open_images(path, split, size)`` accepts
-- a prepared store (``manifest.json`` at its root, see docs/ARCHITECTURE.md): fast, the
-  images are already decoded and cropped;
-- a folder of class sub-folders (``ROOT/<class>/<image>``), or a folder holding
-  ``<split>/<class>/<image>`` (Imagenette's layout): every image is decoded, its shorter
-  side resized to ``size`` and the centre ``size`` x ``size`` patch kept (§2), on the fly.
+- a prepared store (``manifest.json`` at its root, ``alexnet prepare``): fast, the images
+  are already decoded and cropped, read from the memory map batch by batch;
+- anything ``alexnet prepare`` reads (``alexnet.data.sources``): ``ROOT/<split>/<class>/``
+  trees such as Imagenette, a single ``ROOT/<class>/<image>`` tree, an ILSVRC validation
+  folder with its label file, ``torchvision:NAME``. Every image is decoded by the data
+  package's ``load_image`` (shorter side to ``size``, centre crop, §2) on the fly.
 
-Both yield batches of uint8 ``(B, S, S, 3)`` images with their labels, the same form the
-training loader produces. A file that cannot be decoded is skipped and listed (path and
-reason) in ``skipped``; it never stops the run.
+Both yield batches of uint8 ``(B, S, S, 3)`` images with their labels, the form the training
+loader produces. A file that cannot be decoded is skipped and listed (path and reason) in
+``skipped``; it never stops the run.
 """
 
 from __future__ import annotations
 
-import json
 import os
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
 
+from alexnet.data.images import BadImageError, from_array, load_image
+from alexnet.data.sources import SPLIT_FOLDERS, Source, SplitItems, open_source
+from alexnet.data.store import MANIFEST, ImageStore, open_store
 from alexnet.errors import AlexNetError
-
-# Exceptions Pillow raises for unreadable, truncated or oversized files.
-DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-                 Image.DecompressionBombError)  # fmt: skip
 
 
 @dataclass
 class Batch:
     images: torch.Tensor  # (B, S, S, 3) uint8
     labels: torch.Tensor  # (B,) int64
-    indices: np.ndarray  # (B,) positions in ``files``
-
-
-def read_image(path: str | os.PathLike[str], size: int) -> np.ndarray:
-    """Decode any image Pillow reads to RGB, shorter side ``size``, centre crop: (S, S, 3) uint8.
-
-    Resizing follows torchvision's ``Resize(size)`` (bilinear, antialiased, long side
-    truncated) and ``CenterCrop`` (offsets rounded), so a 256 image centre-cropped to 224
-    here equals torchvision's Resize(256) + CenterCrop(224) evaluation transform.
-    """
-    with Image.open(path) as image:
-        image = ImageOps.exif_transpose(image)  # phone photos are stored rotated
-        image = image.convert("RGB")  # grayscale, CMYK, palette, RGBA -> RGB
-        width, height = image.size
-        if width < height:
-            new_size = (size, int(size * height / width))
-        else:
-            new_size = (int(size * width / height), size)
-        image = image.resize(new_size, Image.Resampling.BILINEAR)
-        top = round((new_size[1] - size) / 2.0)
-        left = round((new_size[0] - size) / 2.0)
-        image = image.crop((left, top, left + size, top + size))
-        return np.asarray(image, dtype=np.uint8).copy()
-
-
-def decode_error(path: str | os.PathLike[str], error: BaseException) -> str:
-    """One line saying why ``path`` could not be used."""
-    if isinstance(error, UnidentifiedImageError):
-        return "not an image Pillow can read"
-    text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-    return text[:160]
+    indices: np.ndarray  # (B,) positions in the source
 
 
 @dataclass
 class StoreImages:
-    """One split of a prepared store: ``images.u8`` memory-mapped, read batch by batch."""
+    """One split of a prepared store (or some of its images), read from the memory map."""
 
-    root: Path
-    split: str
-    classes: list[str]
-    class_names: list[str]
-    size: int
-    files: list[str]
-    labels: np.ndarray  # (N,) int64
-    images: np.ndarray  # (N, S, S, 3) uint8 memmap
+    store: ImageStore
+    rows: np.ndarray  # (N,) int64: the store row of each image of this source
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def name(self) -> str:
-        return f"{self.root} ({self.split})"
+        return f"{self.store.root} ({self.store.split})"
+
+    @property
+    def classes(self) -> list[str]:
+        return self.store.classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.store.class_names
+
+    @property
+    def size(self) -> int:
+        return self.store.size
+
+    @property
+    def labels(self) -> np.ndarray:
+        return self.store.labels[self.rows]
+
+    @property
+    def files(self) -> list[str]:
+        names = self.store.files
+        return [str(self.store.source_root / names[row]) for row in self.rows]
 
     def __len__(self) -> int:
-        return len(self.labels)
+        return len(self.rows)
 
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
         total = len(self) if limit is None else min(limit, len(self))
         for start in range(0, total, batch_size):
-            stop = min(start + batch_size, total)
-            yield Batch(
-                torch.from_numpy(np.ascontiguousarray(self.images[start:stop])),
-                torch.from_numpy(self.labels[start:stop].astype(np.int64)),
-                np.arange(start, stop),
-            )
+            rows = self.rows[start:start + batch_size]
+            images = self.store.read(rows)  # rows ascending: one pass front to back
+            yield Batch(torch.from_numpy(images), torch.from_numpy(self.store.labels[rows]),
+                        np.arange(start, start + len(rows)))
+
+    def subset(self, indices: Sequence[int]) -> StoreImages:
+        """The images at ``indices`` (positions in this source), in that order."""
+        return StoreImages(self.store, self.rows[np.asarray(indices, dtype=np.int64)])
 
 
 @dataclass
 class FolderImages:
-    """A folder of class sub-folders, decoded on the fly by a thread pool."""
+    """Image files (or in-memory arrays), decoded on the fly by a thread pool."""
 
     root: Path
     classes: list[str]
@@ -112,25 +97,29 @@ class FolderImages:
     size: int
     files: list[str]
     labels: np.ndarray  # (N,) int64
+    arrays: np.ndarray | None = None  # (N, H, W, 3) uint8 for in-memory datasets
+    split: str = ""
     skipped: list[tuple[str, str]] = field(default_factory=list)
     workers: int = field(default_factory=lambda: os.cpu_count() or 1)
 
     @property
     def name(self) -> str:
-        return str(self.root)
+        return f"{self.root} ({self.split})" if self.split else str(self.root)
 
     def __len__(self) -> int:
         return len(self.labels)
 
+    def decode(self, index: int) -> np.ndarray | str:
+        """(S, S, 3) uint8, or the one-line reason the file cannot be used."""
+        try:
+            if self.arrays is not None:
+                return from_array(self.arrays[index], self.size)
+            return load_image(self.files[index], self.size)
+        except BadImageError as error:
+            return str(error)
+
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
         total = len(self) if limit is None else min(limit, len(self))
-
-        def decode(index: int) -> np.ndarray | str:
-            try:
-                return read_image(self.files[index], self.size)
-            except DECODE_ERRORS as error:
-                return decode_error(self.files[index], error)
-
         # Pillow releases the GIL while decoding and resizing, so threads use every core;
         # up to two batches ahead are decoded while the caller computes on this one.
         with ThreadPoolExecutor(self.workers) as pool:
@@ -138,7 +127,7 @@ class FolderImages:
             submitted = 0
             for start in range(0, total, batch_size):
                 while submitted < min(total, start + 3 * batch_size):
-                    ahead.append((submitted, pool.submit(decode, submitted)))
+                    ahead.append((submitted, pool.submit(self.decode, submitted)))
                     submitted += 1
                 good: list[int] = []
                 images: list[np.ndarray] = []
@@ -154,56 +143,72 @@ class FolderImages:
                     yield Batch(torch.from_numpy(np.stack(images)),
                                 torch.from_numpy(self.labels[good]), np.array(good))
 
+    def subset(self, indices: Sequence[int]) -> FolderImages:
+        """The images at ``indices`` (positions in this source), in that order."""
+        chosen = np.asarray(indices, dtype=np.int64)
+        arrays = None if self.arrays is None else self.arrays[chosen]
+        return replace(self, files=[self.files[i] for i in chosen], labels=self.labels[chosen],
+                       arrays=arrays, skipped=[])
+
 
 ImageSource = StoreImages | FolderImages
 
 
 def open_images(path: str | os.PathLike[str], split: str = "val", size: int = 256) -> ImageSource:
-    """The ``split`` of a prepared store, or a folder of class sub-folders decoded at ``size``."""
-    path = Path(path)
-    if not path.exists():
-        raise AlexNetError(f"data not found: {path}")
-    if not path.is_dir():
-        raise AlexNetError(f"--data {path} is a file; give a prepared store or a folder of class sub-folders")
-    if (path / "manifest.json").is_file():
-        return open_store_split(path, split)
-    root = path / split if (path / split).is_dir() else path
-    return open_folder(root, size)
+    """The ``split`` of a prepared store, or of an image folder decoded at ``size``."""
+    text = os.fspath(path)
+    if not text.startswith("torchvision:"):
+        root = Path(text)
+        if not root.exists():
+            raise AlexNetError(f"data not found: {root}")
+        if not root.is_dir():
+            raise AlexNetError(f"--data {root} is a file; give a prepared store or a folder of "
+                               "class sub-folders")
+        if (root / MANIFEST).is_file():
+            store = open_store(root, split)
+            if len(store) == 0:
+                raise AlexNetError(f"split {split!r} of store {root} holds no images")
+            return StoreImages(store, np.arange(len(store)))
+        has_splits = any(p.is_dir() and p.name in SPLIT_FOLDERS for p in root.iterdir())
+        if not has_splits:  # a single CLASS/IMAGE tree: whatever the split asked for
+            source = open_source(root)
+            items = next(iter(source.splits.values()))
+            return _folder(source, items, size, "")
+    source = open_source(text, splits=[split])
+    return _folder(source, source.splits[split], size, split)
 
 
-def open_store_split(root: Path, split: str) -> StoreImages:
-    """A prepared store's split, through the data package's reader."""
-    manifest = json.loads((root / "manifest.json").read_text())
-    split_dir = root / split
-    if not (split_dir / "images.u8").is_file():
-        found = sorted(p.name for p in root.iterdir() if (p / "images.u8").is_file())
-        raise AlexNetError(f"store {root} has no split {split!r}; it has: {', '.join(found) or 'none'}")
-    labels = np.load(split_dir / "labels.npy")
-    size = int(manifest["image_size"])
-    images = np.memmap(split_dir / "images.u8", dtype=np.uint8, mode="r", shape=(len(labels), size, size, 3))
-    files_txt = split_dir / "files.txt"
-    files = files_txt.read_text().splitlines() if files_txt.is_file() else [f"{split}[{i}]" for i in range(len(labels))]
-    classes = list(manifest["classes"])
-    return StoreImages(root, split, classes, list(manifest.get("class_names", classes)), size,
-                       files, labels.astype(np.int64), images)
+def _folder(source: Source, items: SplitItems, size: int, split: str) -> FolderImages:
+    if len(items) == 0:
+        raise AlexNetError(f"empty data folder: no image files in {source.root}")
+    files = [str(source.path(ref)) for ref in items.refs]
+    skipped = [(str(source.path(ref)), why) for ref, why in items.unusable]
+    return FolderImages(source.root, list(source.classes), list(source.class_names), size, files,
+                        items.labels, items.arrays, split, skipped)
 
 
-def open_folder(root: Path, size: int) -> FolderImages:
-    """ImageFolder convention: class = sub-folder name (sorted), every file below it an image."""
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    if not classes:
-        raise AlexNetError(
-            f"no class sub-folders in {root}; expected {root}/<class>/<image> or a prepared store"
-        )
-    files: list[str] = []
-    labels: list[int] = []
-    for label, name in enumerate(classes):
-        for dirpath, dirnames, filenames in os.walk(root / name):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in sorted(filenames):
-                if not filename.startswith("."):
-                    files.append(os.path.join(dirpath, filename))
-                    labels.append(label)
-    if not files:
-        raise AlexNetError(f"empty data folder: no files in the class sub-folders of {root}")
-    return FolderImages(root, classes, classes, size, files, np.asarray(labels, dtype=np.int64))
+def image_files(files: Sequence[str | os.PathLike[str]], size: int) -> FolderImages:
+    """Loose image files as an unlabelled source (every label 0, class "query")."""
+    missing = [str(f) for f in files if not Path(f).is_file()]
+    if missing:
+        raise AlexNetError(f"image not found: {missing[0]}")
+    return FolderImages(Path("."), ["query"], ["query"], size, [str(f) for f in files],
+                        np.zeros(len(files), dtype=np.int64))
+
+
+def fetch_images(source: ImageSource, indices: Sequence[int]) -> np.ndarray:
+    """The uint8 images at ``indices`` of ``source``: (n, S, S, 3); unreadable ones left out."""
+    batches = [b.images.numpy() for b in source.subset(indices).batches(256)]
+    return np.concatenate(batches) if batches else np.zeros((0, source.size, source.size, 3), np.uint8)
+
+
+def spread_indices(labels: np.ndarray, count: int) -> list[int]:
+    """``count`` positions taking each class in turn (its first, then second image, ...),
+    so a handful of samples shows as many classes as possible."""
+    by_class = [np.flatnonzero(labels == c).tolist() for c in np.unique(labels)]
+    chosen: list[int] = []
+    for rank in range(max((len(members) for members in by_class), default=0)):
+        for members in by_class:
+            if rank < len(members) and len(chosen) < count:
+                chosen.append(members[rank])
+    return chosen

@@ -14,7 +14,7 @@ top-k run in full precision. ``precision="fp32"`` turns it off.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,10 +23,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet.checkpoint import Checkpoint, load_model
+from alexnet.data.augment import VIEWS, EvalTransform
 from alexnet.errors import AlexNetError, unknown_choice
+from alexnet.train.step import autocast_dtype
 
-VIEWS = ("center", "10crop")
-PRECISIONS = ("auto", "bf16", "fp32")
+VIEW_ALIASES = {"10crop": "ten_crop"}
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LABEL_SPACES = ("data", "model")
 
 
@@ -81,47 +83,23 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
-def cpu_has_fast_bf16() -> bool:
-    """AMX or AVX-512-bf16: the CPUs on which bf16 matmuls/convs beat fp32 (oneDNN)."""
-    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``precision`` on ``device``; None means plain fp32."""
-    if precision not in PRECISIONS:
-        raise unknown_choice("precision", precision, PRECISIONS)
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
-
-
-def crop_boxes(size: int, crop: int, views: str) -> list[tuple[int, int, bool]]:
-    """(top, left, flipped) of each view of a (size, size) image; torchvision's
-    CenterCrop / TenCrop positions (centre offset rounded)."""
-    if views not in VIEWS:
-        raise unknown_choice("views", views, VIEWS)
-    if crop > size:
-        raise AlexNetError(f"crop size {crop} is larger than the image size {size}")
-    middle = round((size - crop) / 2)
-    if views == "center":
-        return [(middle, middle, False)]
-    far = size - crop
-    corners = [(0, 0), (0, far), (far, 0), (far, far), (middle, middle)]
-    return [(top, left, flip) for flip in (False, True) for top, left in corners]
+def canonical_view(views: str) -> str:
+    """``center`` or ``ten_crop``; ``10crop`` is accepted for the latter."""
+    name = VIEW_ALIASES.get(views, views)
+    if name not in VIEWS:
+        raise unknown_choice("views", views, [*VIEWS, *VIEW_ALIASES])
+    return name
 
 
 class ScoringModel:
-    """A model on its device, channels_last, with its preprocessing as tensors there."""
+    """A model on its device, channels_last, with the data package's evaluation views."""
 
     def __init__(self, loaded: LoadedModel, device: torch.device, precision: str = "auto") -> None:
         self.name = loaded.name
         self.info = loaded.info
         self.device = device
+        if precision not in PRECISIONS:
+            raise unknown_choice("precision", precision, PRECISIONS)
         self.autocast = autocast_dtype(device, precision)
         self.model = loaded.model.eval().to(device, memory_format=torch.channels_last)
         pre = loaded.info.preprocess
@@ -134,39 +112,26 @@ class ScoringModel:
                                f"{len(loaded.info.classes)} class names; it is inconsistent")
         self.image_size = int(pre["image_size"])
         self.crop_size = int(pre["crop_size"])
-        mean = torch.as_tensor(pre["mean"], dtype=torch.float32)
-        std = torch.as_tensor(pre.get("std") if pre.get("std") is not None else 1.0, dtype=torch.float32)
-        # (3,) per channel -> (1, 3, 1, 1); (3, S, S) mean image -> (1, 3, S, S)
-        self.mean = (mean.view(1, 3, 1, 1) if mean.dim() == 1 else mean.unsqueeze(0)).to(device)
-        self.std = std.reshape(1, -1, 1, 1).to(device)
-        if self.mean.dim() == 4 and self.mean.shape[-1] not in (1, self.image_size):
-            raise AlexNetError(f"checkpoint {loaded.name}: mean image is {tuple(mean.shape)}, "
-                               f"image_size {self.image_size}")
+        self.transforms = {view: EvalTransform.from_preprocess(pre, view) for view in VIEWS}
 
     @property
     def precision(self) -> str:
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast]
 
-    def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, S, S, 3) -> float (B, 3, image_size, image_size), preprocessed.
+    def resize(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, S, S, 3) -> uint8 (B, image_size, image_size, 3) on the model's device;
+        only a store prepared at another size than the checkpoint's needs the resize."""
+        images = images.to(self.device, non_blocking=True)
+        if images.shape[1] == self.image_size:
+            return images
+        x = F.interpolate(images.permute(0, 3, 1, 2).float(), size=(self.image_size, self.image_size),
+                          mode="bilinear", antialias=True, align_corners=False)
+        return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
 
-        Normalising the whole image before cutting the views equals cropping first and
-        subtracting the same crop of the mean image (the paper's order, §2), for any view.
-        """
-        x = images.to(self.device, non_blocking=True).permute(0, 3, 1, 2).float()  # (B, 3, S, S)
-        if x.shape[-1] != self.image_size:  # a store prepared at another size
-            x = F.interpolate(x, size=(self.image_size, self.image_size), mode="bilinear",
-                              antialias=True, align_corners=False)
-        return (x - self.mean) / self.std
-
-    def views(self, images: torch.Tensor, views: str = "center") -> Iterator[torch.Tensor]:
-        """The test views of a uint8 batch, each (B, 3, crop, crop) channels_last."""
-        x = self.normalize(images)
-        for top, left, flip in crop_boxes(self.image_size, self.crop_size, views):
-            view = x[:, :, top:top + self.crop_size, left:left + self.crop_size]
-            if flip:
-                view = view.flip(-1)
-            yield view.contiguous(memory_format=torch.channels_last)
+    def views(self, images: torch.Tensor, views: str = "center") -> torch.Tensor:
+        """The test views of a uint8 batch: (B * V, 3, crop, crop) float channels_last,
+        image-major (rows V b .. V b + V - 1 are image b's views, §4.1)."""
+        return self.transforms[canonical_view(views)](self.resize(images))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, crop, crop) -> float32 (B, num_classes)."""
@@ -175,15 +140,19 @@ class ScoringModel:
             return self.model(x).float()
 
     def probabilities(self, images: torch.Tensor, views: str = "center") -> torch.Tensor:
-        """Softmax averaged over the views (§4.1): (B, num_classes) float32 on the CPU."""
-        total: torch.Tensor | None = None
-        count = 0
-        for view in self.views(images, views):
-            probs = self.logits(view).softmax(dim=1)
-            total = probs if total is None else total + probs
-            count += 1
-        assert total is not None
-        return (total / count).cpu()
+        """Softmax averaged over the views (§4.1): (B, num_classes) float32 on the CPU.
+
+        The 10 views go through the model a tenth of the batch at a time, so a 10-crop pass
+        holds no more float pixels than a centre-crop pass of the same batch.
+        """
+        count = 10 if canonical_view(views) == "ten_crop" else 1
+        chunk = max(1, len(images) // count)
+        parts = []
+        for start in range(0, len(images), chunk):
+            part = images[start:start + chunk]
+            probs = self.logits(self.views(part, views)).softmax(dim=1)  # (b * V, C)
+            parts.append(probs.view(len(part), count, -1).mean(dim=1).cpu())
+        return torch.cat(parts)
 
 
 @dataclass

@@ -1,0 +1,249 @@
+"""``alexnet evaluate | predict | features | neighbors | export``: using a trained model."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from alexnet.cli import command
+from alexnet.errors import AlexNetError
+
+
+def _model_arguments(parser: argparse.ArgumentParser, several: bool = True) -> None:
+    if several:
+        parser.add_argument("checkpoints", nargs="*", metavar="CKPT",
+                            help="checkpoint file(s); several are an ensemble (softmax averaged)")
+    parser.add_argument("--weights", choices=["torchvision"], default=None,
+                        help="torchvision's IMAGENET1K_V1 AlexNet weights (downloaded once) in alexnet2014")
+    parser.add_argument("--weights-file", default=None, metavar="PATH",
+                        help="with --weights torchvision: a local copy of the weights (.pth)")
+
+
+def _run_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N")
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+                        help="auto: bf16 autocast on GPUs and on CPUs with AMX/AVX-512-bf16, else fp32")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _data_arguments(parser: argparse.ArgumentParser, split: str = "val") -> None:
+    parser.add_argument("--data", required=True, metavar="DIR",
+                        help="a prepared store, or a folder of class sub-folders (or of SPLIT/<class>/)")
+    parser.add_argument("--split", default=split, help=f"store split or sub-folder (default {split})")
+    parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+
+
+def _load(args: argparse.Namespace, checkpoints: list[str]) -> list:
+    from alexnet.scoring import load_models
+
+    return load_models(checkpoints, args.weights, args.weights_file)
+
+
+def _open(args: argparse.Namespace, models: list, split: str | None = None):
+    from alexnet.inputs import open_images
+
+    size = max(int(m.info.preprocess.get("image_size", 256)) for m in models)
+    return open_images(args.data, split or args.split, size)
+
+
+def _write_json(target: str | None, payload: object) -> None:
+    if target is None:
+        return
+    text = json.dumps(payload, indent=2, default=str)
+    if target == "-":
+        print(text)
+        return
+    path = Path(target)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text + "\n")
+    print(f"wrote {path}", file=sys.stderr)
+
+
+def _report_skipped(skipped: list[tuple[str, str]]) -> None:
+    for file, reason in skipped:
+        print(f"skipped {file}: {reason}", file=sys.stderr)
+
+
+@command("evaluate", "top-1/top-5 error (centre or 10-crop), per-class accuracy, confusion; ensembles")
+def _evaluate_args(parser: argparse.ArgumentParser) -> None:
+    _model_arguments(parser)
+    _data_arguments(parser)
+    parser.add_argument("--views", default="center", choices=["center", "10crop", "ten_crop"],
+                        help="centre crop, or the paper's 10 patches averaged (§4.1)")
+    parser.add_argument("--label-space", default="data", choices=["data", "model"],
+                        help="data: softmax restricted to the dataset's classes; model: all outputs "
+                             "(e.g. 1000-way ImageNet for Imagenette)")
+    parser.add_argument("--json", default=None, metavar="FILE", help="write the full result as JSON ('-' = stdout)")
+    parser.add_argument("--no-paper-rows", action="store_true", help="leave the paper's Table 2 rows out")
+    _run_arguments(parser)
+
+
+@_evaluate_args
+def _evaluate(args: argparse.Namespace) -> int:
+    from alexnet.evaluate import evaluate, format_per_class, format_table
+
+    if args.limit is not None and args.limit < 1:
+        raise AlexNetError(f"--limit must be positive, got {args.limit}")
+    models = _load(args, args.checkpoints)
+    source = _open(args, models)
+    result = evaluate(models, source, args.views, args.label_space, args.batch_size, args.device,
+                      args.precision, args.limit, progress=not args.no_progress)
+    _report_skipped(result.skipped)
+    if args.json != "-":
+        print(format_table(result, paper_rows=not args.no_paper_rows))
+        print(format_per_class(result))
+        print(f"{result.n_images} images in {result.seconds:.1f} s ({result.images_per_s:.0f} images/s)")
+    _write_json(args.json, result.to_json())
+    return 0
+
+
+@command("predict", "top-5 classes with probabilities for image files")
+def _predict_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("inputs", nargs="+", metavar="CKPT IMAGE",
+                        help="a checkpoint then image files (only images with --weights torchvision)")
+    _model_arguments(parser, several=False)
+    parser.add_argument("--top", type=int, default=5, help="how many classes per image")
+    parser.add_argument("--views", default="center", choices=["center", "10crop", "ten_crop"])
+    parser.add_argument("--json", default=None, metavar="FILE", help="write predictions as JSON ('-' = stdout)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+
+
+@_predict_args
+def _predict(args: argparse.Namespace) -> int:
+    from dataclasses import asdict
+
+    from alexnet.inference import predict_files
+
+    checkpoints, images = ([], args.inputs) if args.weights else (args.inputs[:1], args.inputs[1:])
+    if not images:
+        raise AlexNetError("no image given: alexnet predict CKPT IMAGE [IMAGE ...]")
+    if args.top < 1:
+        raise AlexNetError(f"--top must be positive, got {args.top}")
+    models = _load(args, checkpoints)
+    predictions = predict_files(models, images, args.top, args.views, args.device, args.precision)
+    for p in predictions:
+        if p.error:
+            print(f"alexnet predict: error: {p.file}: {p.error}", file=sys.stderr)
+        elif args.json != "-":
+            print(p.file)
+            for class_id, name, probability in p.top:
+                label = class_id if class_id == name else f"{class_id} {name}"
+                print(f"  {probability:7.2%}  {label}")
+    _write_json(args.json, [asdict(p) for p in predictions])
+    return 2 if any(p.error for p in predictions) else 0
+
+
+@command("features", "activations of a layer (default fc7, the 4096-d last hidden layer, §6.1) as .npz")
+def _features_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoints", nargs="*", metavar="CKPT", help="one checkpoint")
+    _model_arguments(parser, several=False)
+    _data_arguments(parser)
+    parser.add_argument("--layer", default="fc7", help="conv1..conv5, fc6, fc7 (after ReLU), fc8, pool5, ...")
+    parser.add_argument("--out", required=True, metavar="FILE.npz")
+    _run_arguments(parser)
+
+
+@_features_args
+def _features(args: argparse.Namespace) -> int:
+    from alexnet.inference import extract_features
+
+    models = _one_model(args)
+    features = extract_features(models[0], _open(args, models), args.layer, args.batch_size,
+                                args.device, args.precision, args.limit, progress=not args.no_progress)
+    path = features.save(args.out)
+    print(f"wrote {path}: {features.features.shape[0]} x {features.features.shape[1]} {args.layer} features")
+    return 0
+
+
+def _one_model(args: argparse.Namespace) -> list:
+    if len(args.checkpoints) + bool(args.weights) != 1:
+        raise AlexNetError("give exactly one model: a checkpoint or --weights torchvision")
+    return _load(args, args.checkpoints)
+
+
+@command("neighbors", "nearest training images in fc7 space (Fig. 4 right), with binary-code retrieval")
+def _neighbors_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoints", nargs="*", metavar="CKPT", help="one checkpoint")
+    _model_arguments(parser, several=False)
+    parser.add_argument("--data", required=True, metavar="DIR", help="store or folder with both splits")
+    parser.add_argument("--gallery-split", default="train")
+    parser.add_argument("--query-split", default="val")
+    parser.add_argument("--gallery-limit", type=int, default=None, help="only the first N gallery images")
+    parser.add_argument("--queries", type=int, default=8, help="query images from the query split, classes in turn")
+    parser.add_argument("--query", nargs="+", default=None, metavar="IMAGE", help="query image files instead")
+    parser.add_argument("--k", type=int, default=6, help="neighbours per query")
+    parser.add_argument("--layer", default="fc7")
+    parser.add_argument("--code-bits", type=int, default=64,
+                        help="train an auto-encoder to BITS-bit codes and measure their recall (0: off)")
+    parser.add_argument("--recall-queries", type=int, default=500, help="query-split images for the recall")
+    parser.add_argument("--figure", default=None, metavar="PNG", help="draw the neighbour rows")
+    parser.add_argument("--json", default=None, metavar="FILE")
+    _run_arguments(parser)
+
+
+@_neighbors_args
+def _neighbors(args: argparse.Namespace) -> int:
+    import torch
+
+    from alexnet.binary_codes import CodeConfig, measure_codes
+    from alexnet.inference import extract_features, find_neighbors
+    from alexnet.inputs import image_files, spread_indices
+
+    models = _one_model(args)
+    options = dict(layer=args.layer, batch_size=args.batch_size, device=args.device,
+                   precision=args.precision, progress=not args.no_progress)
+    gallery_source = _open(args, models, args.gallery_split)
+    query_source = _open(args, models, args.query_split) if args.query is None else None
+    gallery = extract_features(models[0], gallery_source, limit=args.gallery_limit, **options)
+    _report_skipped(gallery_source.skipped)
+    if args.query is not None:
+        shown_source = image_files(args.query, gallery_source.size)
+    else:
+        shown_source = query_source.subset(spread_indices(query_source.labels, args.queries))
+    queries = extract_features(models[0], shown_source, **options)
+    result = find_neighbors(gallery, queries, args.k)
+    for file, cls, row in zip(result.query_files, result.query_classes, result.neighbors, strict=True):
+        print(f"{file} ({cls})")
+        for n in row:
+            print(f"  {n.distance:10.2f}  {n.class_id:<12} {n.file}")
+    if result.same_class_fraction is not None:
+        print(f"{result.same_class_fraction:.1%} of the neighbours shown are of the query's class")
+    payload: dict[str, object] = {"neighbors": result.to_json()}
+    if args.code_bits > 0 and query_source is not None:
+        held_out = query_source.subset(range(min(args.recall_queries, len(query_source))))
+        recall_features = extract_features(models[0], held_out, **options)
+        _, report = measure_codes(torch.from_numpy(gallery.features),
+                                  torch.from_numpy(recall_features.features), args.k,
+                                  CodeConfig(bits=args.code_bits))
+        print(report.summary())
+        payload["codes"] = report.to_json()
+    if args.figure:
+        from alexnet.report.build import neighbor_figure
+        from alexnet.scoring import ScoringModel, resolve_device
+
+        scorer = ScoringModel(models[0], resolve_device(args.device), args.precision)
+        print(f"wrote {neighbor_figure(result, gallery_source, shown_source, scorer, Path(args.figure))}")
+    _write_json(args.json, payload)
+    return 0
+
+
+@command("export", "write a model as ONNX (checked with onnxruntime), safetensors or TorchScript")
+def _export_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("checkpoints", nargs="*", metavar="CKPT", help="one checkpoint")
+    _model_arguments(parser, several=False)
+    parser.add_argument("--format", required=True, choices=["onnx", "safetensors", "torchscript"])
+    parser.add_argument("--out", default=None, metavar="FILE", help="default: beside the checkpoint")
+    parser.add_argument("--no-check", action="store_true", help="skip the check against PyTorch")
+
+
+@_export_args
+def _export(args: argparse.Namespace) -> int:
+    from alexnet.export import export_model
+
+    result = export_model(_one_model(args)[0], args.format, args.out, check=not args.no_check)
+    print(result.summary())
+    return 0

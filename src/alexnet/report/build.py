@@ -1,0 +1,329 @@
+"""``alexnet report RUN_DIR``: evaluate a run's best checkpoint, draw the paper's figures
+and write ``RUN_DIR/report.html`` beside ``RUN_DIR/figures/*.png``.
+
+It reads the run folder (docs/ARCHITECTURE.md): ``config.json``, ``metrics.jsonl``,
+``summary.json`` and ``checkpoints/best.pt`` (else ``last.pt``). The data comes from
+``--data`` or from the data path in ``config.json``. Whatever is missing is left out with a
+note on the page (a run without metrics still gets its kernels and evaluation, a run
+whose data moved still gets its curves), so a report is always written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torchvision
+
+from alexnet.data.augment import center_boxes
+from alexnet.errors import AlexNetError
+from alexnet.evaluate import PAPER_TABLE2, EvalResult, evaluate
+from alexnet.inputs import ImageSource, fetch_images, open_images, spread_indices
+from alexnet.report import figures
+from alexnet.report.html import FigureRef, Page, Table, write_page
+from alexnet.scoring import LoadedModel, ScoringModel, load_models, resolve_device
+
+
+@dataclass
+class ReportOptions:
+    data: str | None = None  # default: the data path in config.json
+    checkpoint: str | None = None  # default: RUN_DIR/checkpoints/best.pt, else last.pt
+    split: str = "val"
+    gallery_split: str = "train"
+    samples: int = 8  # images in the top-5 figure
+    queries: int = 6  # rows of the neighbour figure
+    k: int = 6  # neighbours per row
+    gallery_limit: int | None = 3000  # training images searched (classes in turn); None: all
+    code_bits: int = 64  # auto-encoder code length for the retrieval table; 0: none
+    ten_crop: bool = False  # also evaluate with the 10 patches (10x the time)
+    eval_limit: int | None = None
+    batch_size: int = 128
+    device: str = "auto"
+    precision: str = "auto"
+    embed_images: bool = False
+    progress: bool = True
+
+
+def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
+    """config.json, metrics.jsonl records and summary.json (empty when absent)."""
+    def read_json(name: str) -> dict[str, Any]:
+        path = run_dir / name
+        try:
+            return json.loads(path.read_text()) if path.is_file() else {}
+        except json.JSONDecodeError as error:
+            raise AlexNetError(f"{path} is not valid JSON: {error}") from error
+
+    metrics: list[dict[str, Any]] = []
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                metrics.append(json.loads(line))
+            except json.JSONDecodeError:
+                # A run killed mid-write leaves a partial last line; anything else is damage.
+                if number != len(path.read_text().splitlines()):
+                    raise AlexNetError(f"{path}:{number} is not valid JSON") from None
+    return read_json("config.json"), metrics, read_json("summary.json")
+
+
+def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def data_from_config(config: dict[str, Any]) -> str | None:
+    """The data path a run was trained on, from its config (``data``, ``data.path``, ...)."""
+    flat = flatten(config)
+    for key in ("data", "data.path", "data.root", "data.store", "data.dir", "data_dir", "data.data"):
+        if isinstance(flat.get(key), str) and flat[key]:
+            return flat[key]
+    return None
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
+                             capture_output=True, text=True, timeout=5, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: torch.device) -> dict[str, str]:
+    accelerator = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
+    return {
+        "python": platform.python_version(), "torch": torch.__version__,
+        "torchvision": torchvision.__version__, "numpy": np.__version__,
+        "platform": platform.platform(), "cpu": cpu_name(), "cpu cores": str(os.cpu_count()),
+        "device": str(device), "accelerator": accelerator, "git commit": git_commit(),
+    }  # fmt: skip
+
+
+def find_checkpoint(run_dir: Path, given: str | None) -> Path | None:
+    if given:
+        return Path(given)
+    for name in ("best.pt", "last.pt"):
+        if (run_dir / "checkpoints" / name).is_file():
+            return run_dir / "checkpoints" / name
+    return None
+
+
+def display_crop(images: np.ndarray, scorer: ScoringModel) -> np.ndarray:
+    """The centre view the model sees, in colour for display: (n, crop, crop, 3) uint8."""
+    if images.shape[1] != scorer.image_size:
+        resized = torch.nn.functional.interpolate(torch.from_numpy(images).permute(0, 3, 1, 2).float(),
+                                                  size=scorer.image_size, mode="bilinear", antialias=True)
+        images = resized.round().clamp(0, 255).byte().permute(0, 2, 3, 1).numpy()
+    top, left = center_boxes(scorer.image_size, scorer.crop_size)
+    return images[:, top:top + scorer.crop_size, left:left + scorer.crop_size]
+
+
+def top5_figure(loaded: LoadedModel, scorer: ScoringModel, source: ImageSource, count: int,
+                path: Path) -> Path:
+    """Fig. 4 left for ``count`` images of ``source``, classes in turn."""
+    indices = spread_indices(source.labels, count)
+    subset = source.subset(indices)
+    images = fetch_images(subset, range(len(subset)))
+    probabilities = scorer.probabilities(torch.from_numpy(images))  # (n, C)
+    names = loaded.info.class_names
+    by_id = dict(zip(loaded.info.classes, names, strict=True))
+    values, classes = probabilities.topk(min(5, probabilities.shape[1]), dim=1)
+    top = [[(names[c], float(v)) for v, c in zip(vs, cs.tolist(), strict=True)]
+           for vs, cs in zip(values, classes, strict=True)]
+    truths = [by_id.get(source.classes[label], source.class_names[label]) for label in subset.labels]
+    return figures.top5_bars(display_crop(images, scorer), top, truths, path)
+
+
+def neighbor_figure(result: Any, gallery: ImageSource, queries: ImageSource, scorer: ScoringModel,
+                    path: Path) -> Path:
+    """Fig. 4 right from a ``find_neighbors`` result and the sources it was computed on."""
+    query_images = display_crop(fetch_images(queries, result.query_indices), scorer)
+    rows = [display_crop(fetch_images(gallery, [n.index for n in row]), scorer) for row in result.neighbors]
+    names = {c: n for c, n in zip(gallery.classes, gallery.class_names, strict=True)}
+    query_names = [names.get(c, c) for c in result.query_classes]
+    neighbor_names = [[names.get(n.class_id, n.class_id) for n in row] for row in result.neighbors]
+    return figures.neighbor_rows(list(query_images), [list(r) for r in rows], query_names,
+                                 neighbor_names, path, result.layer)
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{100 * value:.2f}%"
+
+
+def results_table(metrics: list[dict[str, Any]], evaluations: list[EvalResult]) -> Table:
+    rows: list[list[object]] = []
+    epochs = [r for r in metrics if r.get("kind") == "epoch"]
+    if epochs:
+        last = epochs[-1]
+        rows.append([f"training log, last epoch ({last['epoch']})", _percent(last.get("val_top1_error")),
+                     _percent(last.get("val_top5_error")), "-", "metrics.jsonl"])
+        with_val = [r for r in epochs if r.get("val_top1_error") is not None]
+        if with_val:
+            best = min(with_val, key=lambda r: r["val_top1_error"])
+            rows.append([f"training log, best epoch ({best['epoch']})", _percent(best["val_top1_error"]),
+                         _percent(best.get("val_top5_error")), "-", "metrics.jsonl"])
+    for result in evaluations:
+        rows.append([f"{result.name}, {result.views} ({result.n_images} images)", _percent(result.top1_error),
+                     _percent(result.top5_error), f"{result.images_per_s:.0f}",
+                     f"{result.precision} on {result.device}"])
+    for name, top1, top5 in PAPER_TABLE2:
+        rows.append([f"paper: {name}", f"{top1:.1f}%", f"{top5:.1f}%", "-", "ILSVRC-2012 val, 1000 classes"])
+    note = ("Errors are fractions of the evaluated images; the paper's rows are on ImageNet's 1000 "
+            "classes and are not directly comparable with a smaller dataset.")
+    return Table("Results (cf. Table 2)", ["model / views", "top-1 error", "top-5 error", "images/s", "source"],
+                 rows, note, id="results")
+
+
+def per_class_table(result: EvalResult) -> Table:
+    rows = [[cls, name, count, _percent(acc)] for cls, name, count, acc in
+            zip(result.classes, result.class_names, result.per_class_count, result.per_class_accuracy, strict=True)]
+    return Table("Per-class top-1 accuracy (centre crop)", ["class", "name", "images", "accuracy"], rows,
+                 id="per-class")
+
+
+def build_report(run_dir: str | os.PathLike[str], options: ReportOptions | None = None) -> Path:
+    """Write RUN_DIR/report.html (+ figures/, report.json); returns the page's path."""
+    options = options or ReportOptions()
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise AlexNetError(f"run folder not found: {run}")
+    config, metrics, summary = read_run(run)
+    checkpoint = find_checkpoint(run, options.checkpoint)
+    if not (config or metrics or checkpoint):
+        raise AlexNetError(f"{run} is not a run folder (no config.json, metrics.jsonl or checkpoints/)")
+    started = time.perf_counter()
+    figures_dir = run / "figures"
+    page = Page(f"AlexNet run report: {run.name}",
+                f"{run.resolve()} - written {datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}")
+    payload: dict[str, Any] = {}
+    device = resolve_device(options.device)
+
+    epoch_records = [r for r in metrics if r.get("kind") == "epoch"]
+    if epoch_records:
+        page.figures.append(FigureRef("Training curves", figures.training_curves(metrics, figures_dir / "curves.png"),
+                                      "Loss, error and learning rate per epoch; dotted lines mark lr steps."))
+    else:
+        page.notes.append("No epoch records in metrics.jsonl: training curves left out.")
+
+    evaluations: list[EvalResult] = []
+    if checkpoint is None:
+        page.notes.append("No checkpoint (checkpoints/best.pt or last.pt): evaluation and figures left out.")
+    else:
+        loaded = load_models([checkpoint])[0]
+        scorer = ScoringModel(loaded, device, options.precision)
+        page.figures.insert(0, FigureRef("First-layer kernels (Fig. 3)",
+                                         figures.conv1_kernels(scorer.model, figures_dir / "conv1_kernels.png"),
+                                         f"conv1 of {checkpoint.name}, each kernel scaled to its own range."))
+        data = options.data or data_from_config(config)
+        if data is None or not Path(data).exists():
+            page.notes.append(f"Data not found ({data or 'no data path in config.json'}): pass --data to "
+                              "evaluate and draw the prediction and neighbour figures.")
+        else:
+            evaluations, extra = _evaluate_and_draw(loaded, scorer, data, options, figures_dir, page)
+            payload.update(extra)
+    page.results.insert(0, results_table(metrics, evaluations))
+    if evaluations:
+        page.details.append(per_class_table(evaluations[0]))
+    page.details.append(Table("Configuration (config.json)", ["key", "value"],
+                              [[k, _short(v)] for k, v in flatten(config).items()], id="config"))
+    training_environment = {k.split(".")[-1]: v for k, v in flatten(config).items()
+                            if k.split(".")[0] in ("versions", "environment", "env", "device", "git_commit", "commit")}
+    report_environment = environment(device)
+    env_rows = [[key, report_environment.get(key, "-"), _short(training_environment.get(key, "-"))]
+                for key in [*report_environment, *(k for k in training_environment if k not in report_environment)]]
+    page.details.append(Table("Environment", ["", "this report", "training run (config.json)"], env_rows,
+                              id="environment"))
+    if summary:
+        page.details.append(Table("Training summary (summary.json)", ["key", "value"],
+                                  [[k, _short(v)] for k, v in flatten(summary).items()], id="summary"))
+    payload["evaluations"] = [e.to_json() for e in evaluations]
+    payload["seconds"] = time.perf_counter() - started
+    (run / "report.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    return write_page(page, run / "report.html", embed_images=options.embed_images)
+
+
+def _short(value: Any, limit: int = 140) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, options: ReportOptions,
+                       figures_dir: Path, page: Page) -> tuple[list[EvalResult], dict[str, Any]]:
+    from alexnet.binary_codes import CodeConfig, measure_codes
+    from alexnet.inference import extract_features, find_neighbors
+
+    size = scorer.image_size
+    source = open_images(data, options.split, size)
+    common = dict(batch_size=options.batch_size, device=options.device, precision=options.precision,
+                  limit=options.eval_limit, progress=options.progress)
+    evaluations = [evaluate([loaded], source, "center", **common)]  # type: ignore[arg-type]
+    if options.ten_crop:
+        evaluations.append(evaluate([loaded], source, "10crop", **common))  # type: ignore[arg-type]
+    result = evaluations[0]
+    page.figures.append(FigureRef("Top-5 predictions (Fig. 4 left)",
+                                  top5_figure(loaded, scorer, source, options.samples, figures_dir / "top5.png"),
+                                  f"{options.samples} {options.split} images, classes in turn; true class in red."))
+    page.figures.append(FigureRef("Confusion matrix", figures.confusion_figure(
+        result.confusion, result.class_names, result.confusion_columns, figures_dir / "confusion.png")))
+    extra: dict[str, Any] = {}
+    try:
+        gallery_source = open_images(data, options.gallery_split, size)
+    except AlexNetError as error:
+        page.notes.append(f"No {options.gallery_split} split for the neighbour figure: {error}")
+        return evaluations, extra
+    if options.gallery_limit is not None and options.gallery_limit < len(gallery_source):
+        gallery_source = gallery_source.subset(spread_indices(gallery_source.labels, options.gallery_limit))
+    features = dict(batch_size=options.batch_size, device=options.device, precision=options.precision,
+                    progress=options.progress)
+    gallery = extract_features(loaded, gallery_source, **features)  # type: ignore[arg-type]
+    query_source = source.subset(spread_indices(source.labels, options.queries))
+    queries = extract_features(loaded, query_source, **features)  # type: ignore[arg-type]
+    neighbors = find_neighbors(gallery, queries, options.k)
+    page.figures.append(FigureRef("Nearest neighbours in fc7 space (Fig. 4 right)",
+                                  neighbor_figure(neighbors, gallery_source, query_source, scorer,
+                                                  figures_dir / "neighbors.png"),
+                                  f"Searched {len(gallery.labels)} {options.gallery_split} images; "
+                                  f"{_percent(neighbors.same_class_fraction)} of the neighbours shown share "
+                                  "the query's class."))
+    extra["neighbors"] = neighbors.to_json()
+    if options.code_bits > 0 and len(gallery.labels) >= 2:
+        recall_source = source.subset(spread_indices(source.labels, 500))
+        held_out = extract_features(loaded, recall_source, **features)  # type: ignore[arg-type]
+        _, codes = measure_codes(torch.from_numpy(gallery.features), torch.from_numpy(held_out.features),
+                                 options.k, CodeConfig(bits=options.code_bits))
+        rows = [[r, _percent(codes.recall[r]), _percent(codes.random_projection_recall[r])] for r in codes.recall]
+        page.results.append(Table(
+            f"Retrieval with {codes.bits}-bit codes (§6.1)", ["shortlist size R", "auto-encoder codes",
+                                                              "random projections (baseline)"], rows,
+            f"Recall of each query's {codes.k} exact fc7 nearest neighbours within the R gallery images "
+            f"closest in Hamming distance; {codes.queries} held-out {options.split} queries, "
+            f"{codes.gallery} gallery images, auto-encoder trained in {codes.train_seconds:.1f} s.", id="codes"))
+        extra["codes"] = codes.to_json()
+    return evaluations, extra
