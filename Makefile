@@ -21,7 +21,7 @@ $(BIN)/.installed: pyproject.toml Makefile
 venv: $(BIN)/.installed
 
 demo: venv
-	for m in alexnet2012 alexnet2014 cifar_18pct cifar_80sec cifar_fig1; do $(BIN)/alexnet info $$m || exit 1; done
+	$(BIN)/alexnet demo --data $(DATA)/imagenette --out $(RUN)
 
 test: venv
 	$(BIN)/ruff check src tests
