@@ -34,8 +34,7 @@ _CIFAR_18PCT: dict[str, Any] = {**_QUIET, "data": shared_data("cifar10"),
                                 "store_dir": "runs/stores"}
 
 _IMAGENETTE_SMALL: dict[str, Any] = {
-    **_QUIET, "model": "alexnet2012", "model_options": {"init": "kaiming", "width": 0.5,
-                                                        "num_classes": 10},
+    **_QUIET, "model": "alexnet2012", "model_options": {"init": "kaiming", "width": 0.5},
     "data": shared_data("imagenette"), "store_dir": "runs/stores", "image_size": 72,
     "crop_size": 64, "epochs": 30, "warmup_epochs": 2.0, "batch_size": 128,
 }
@@ -49,7 +48,7 @@ _TEST_CIFAR: dict[str, Any] = {
 }
 _TEST_IMAGENET: dict[str, Any] = {
     **_TEST_CIFAR, "model": "alexnet2012", "data": shared_data("imagenette"), "image_size": 72,
-    "crop_size": 64, "model_options": {"init": "kaiming", "width": 0.125, "num_classes": 10},
+    "crop_size": 64, "model_options": {"init": "kaiming", "width": 0.125},
 }
 
 
