@@ -8,15 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from alexnet.data.classes import ClassHints, imagenet_categories, resolve_class_names
 from alexnet.data.prepare import prepare
-from alexnet.data.sources import (
-    ClassHints,
-    SplitItems,
-    imagenet_categories,
-    open_source,
-    resolve_class_names,
-    subset,
-)
+from alexnet.data.sources import SplitItems, open_source, subset
 from alexnet.data.store import open_store
 from alexnet.errors import AlexNetError
 from data_helpers import image_folder, random_image, write_image

@@ -18,9 +18,7 @@ Layouts understood:
 
 from __future__ import annotations
 
-import csv
 import os
-import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,19 +26,17 @@ from typing import Any
 
 import numpy as np
 
+from alexnet.data.classes import WNID, ClassHints, read_class_names_file, resolve_class_names
+from alexnet.data.ilsvrc import (
+    find_devkit_meta,
+    find_val_label_file,
+    missing_val_labels,
+    read_val_labels,
+)
 from alexnet.errors import AlexNetError, unknown_choice
 
 # Folder names of splits, and the split name each becomes in the store.
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
-VAL_LABEL_FILES = (
-    "ILSVRC2012_validation_ground_truth.txt",
-    "LOC_val_solution.csv",
-    "imagenet_2012_validation_synset_labels.txt",
-    "meta.bin",
-)
-DEVKIT_URL_HINT = "ILSVRC2012_devkit_t12.tar.gz from the ILSVRC 2012 downloads at image-net.org"
-WNID = re.compile(r"^n\d{8}$")
-ILSVRC_VAL_NUMBER = re.compile(r"ILSVRC2012_val_(\d{8})")
 
 
 @dataclass
@@ -133,13 +129,13 @@ def open_source(
     details: dict[str, Any] = {}
     for split, listing in listings.items():
         if listing.flat_files and not listing.class_files:
-            label_file = _find_val_label_file(split_dirs[split], root, val_labels, devkit_dir)
+            label_file = find_val_label_file(split_dirs[split], root, val_labels, devkit_dir)
             if label_file is None and split != "val" and wanted is None:
                 details.setdefault("left_out", []).append(f"{split}: flat folder without labels")
                 continue
             if label_file is None:
-                raise _missing_val_labels(split_dirs[split], len(listing.flat_files))
-            meta = _find_devkit_meta(label_file, root, devkit_dir)
+                raise missing_val_labels(split_dirs[split], len(listing.flat_files))
+            meta = find_devkit_meta(label_file, root, devkit_dir)
             if meta is not None:
                 hints.update(meta.names)
                 hints.all_wnids = hints.all_wnids or meta.wnids
@@ -238,226 +234,6 @@ def _files_under(folder: Path) -> list[Path]:
 
 def _relative(path: Path, root: Path) -> str:
     return path.relative_to(root).as_posix()
-
-
-# ------------------------------------------------------------- ILSVRC validation labels
-
-
-def _missing_val_labels(folder: Path, count: int) -> AlexNetError:
-    return AlexNetError(
-        f"{folder} holds {count} files but no class folders, and no label file was found: "
-        f"put ILSVRC2012_validation_ground_truth.txt and meta.mat (data/ of {DEVKIT_URL_HINT}) "
-        "in it or pass --devkit DIR, or pass --val-labels FILE (one wnid per line in file "
-        "order, the devkit file, or LOC_val_solution.csv)"
-    )
-
-
-def _find_val_label_file(folder: Path, root: Path, explicit: str | os.PathLike[str] | None,
-                         devkit: Path | None) -> Path | None:
-    if explicit is not None:
-        path = Path(explicit)
-        if not path.is_file():
-            raise AlexNetError(f"--val-labels file not found: {path}")
-        return path
-    for directory in _devkit_candidates(folder, root, devkit):
-        for name in VAL_LABEL_FILES:
-            if (directory / name).is_file():
-                return directory / name
-    return None
-
-
-def _devkit_candidates(folder: Path, root: Path, devkit: Path | None) -> list[Path]:
-    candidates = [folder, folder.parent, root]
-    for base in (root, folder.parent):
-        candidates += [base / "ILSVRC2012_devkit_t12" / "data", base / "devkit" / "data"]
-    if devkit is not None:
-        candidates = [devkit, devkit / "data", *candidates]
-    return candidates
-
-
-@dataclass
-class DevkitMeta:
-    """The ILSVRC-2012 devkit's class table: ILSVRC2012_ID -> wnid, and the names."""
-
-    id_to_wnid: dict[int, str]
-    names: dict[str, str]  # wnid -> first name ("tench")
-
-    @property
-    def wnids(self) -> list[str]:
-        return sorted(self.id_to_wnid.values())
-
-
-def _find_devkit_meta(label_file: Path, root: Path, devkit: Path | None) -> DevkitMeta | None:
-    for directory in [label_file.parent, *_devkit_candidates(label_file.parent, root, devkit)]:
-        if (directory / "meta.mat").is_file():
-            return read_devkit_meta(directory / "meta.mat")
-    return None
-
-
-def read_devkit_meta(path: Path) -> DevkitMeta:
-    """The 1000 leaf synsets of the devkit's ``meta.mat`` (the layout torchvision reads)."""
-    try:
-        from scipy import io as scipy_io
-    except ImportError as error:
-        raise AlexNetError(f"reading {path} needs scipy: pip install scipy") from error
-    try:
-        synsets = scipy_io.loadmat(str(path), squeeze_me=True)["synsets"]
-    except Exception as error:
-        raise AlexNetError(f"cannot read devkit meta {path}: {error}") from error
-    id_to_wnid: dict[int, str] = {}
-    names: dict[str, str] = {}
-    for row in synsets:
-        ilsvrc_id, wnid, words, num_children = int(row[0]), str(row[1]), str(row[2]), int(row[4])
-        if num_children == 0:  # the leaves are the 1000 classes
-            id_to_wnid[ilsvrc_id] = wnid
-            names[wnid] = words.split(",")[0].strip()
-    return DevkitMeta(id_to_wnid, names)
-
-
-def read_val_labels(label_file: Path, file_names: list[str], meta: DevkitMeta | None) -> list[str]:
-    """The wnid of each validation file (``file_names`` sorted), from any supported label file."""
-    if label_file.name == "meta.bin":  # torchvision's parse of the devkit: (wnid->names, val_wnids)
-        import torch
-
-        wnids = list(torch.load(label_file, weights_only=True)[1])
-        return _labels_by_order(label_file, file_names, wnids)
-    if label_file.suffix == ".csv":
-        return _labels_from_kaggle_csv(label_file, file_names)
-    lines = [line.split()[0] for line in label_file.read_text().splitlines() if line.strip()]
-    if lines and all(WNID.match(token) for token in lines):
-        return _labels_by_number(label_file, file_names, lines)
-    if lines and all(token.isdigit() for token in lines):
-        if meta is None:
-            raise AlexNetError(
-                f"{label_file} holds ILSVRC2012_IDs; their wnids are listed in the devkit's "
-                f"data/meta.mat ({DEVKIT_URL_HINT}): put meta.mat beside it or pass --devkit DIR"
-            )
-        try:
-            wnids = [meta.id_to_wnid[int(token)] for token in lines]
-        except KeyError as error:
-            raise AlexNetError(f"{label_file}: ILSVRC2012_ID {error} is not in meta.mat") from error
-        return _labels_by_number(label_file, file_names, wnids)
-    raise AlexNetError(f"{label_file}: expected one wnid (n01440764) or one ILSVRC2012_ID per "
-                       "line")
-
-
-def _labels_by_number(label_file: Path, file_names: list[str], wnids: list[str]) -> list[str]:
-    """Line i (1-based) labels ILSVRC2012_val_<i>; other names go by sorted order."""
-    numbers = [ILSVRC_VAL_NUMBER.search(name) for name in file_names]
-    if all(numbers):
-        labels = []
-        for name, match in zip(file_names, numbers, strict=True):
-            number = int(match.group(1))  # type: ignore[union-attr]
-            if number > len(wnids):
-                raise AlexNetError(f"{label_file} has {len(wnids)} lines; no label for {name}")
-            labels.append(wnids[number - 1])
-        return labels
-    return _labels_by_order(label_file, file_names, wnids)
-
-
-def _labels_by_order(label_file: Path, file_names: list[str], wnids: list[str]) -> list[str]:
-    if len(wnids) != len(file_names):
-        raise AlexNetError(f"{label_file} has {len(wnids)} labels for {len(file_names)} files; "
-                           "they must match one to one in sorted file order")
-    return list(wnids)
-
-
-def _labels_from_kaggle_csv(label_file: Path, file_names: list[str]) -> list[str]:
-    with label_file.open(newline="") as f:
-        rows = {row["ImageId"]: row["PredictionString"].split()[0] for row in csv.DictReader(f)}
-    labels = []
-    for name in file_names:
-        stem = name.rsplit(".", 1)[0]
-        if stem not in rows:
-            raise AlexNetError(f"{label_file} has no row for {name}")
-        labels.append(rows[stem])
-    return labels
-
-
-# ----------------------------------------------------------------------------- class names
-
-
-@dataclass
-class ClassHints:
-    """What is known about class ids beyond their folder names."""
-
-    names: dict[str, str] = field(default_factory=dict)  # class id -> human-readable name
-    all_wnids: list[str] | None = None  # the 1000 ImageNet wnids, when some file lists them
-
-    def update(self, other: ClassHints | dict[str, str]) -> None:
-        if isinstance(other, ClassHints):
-            self.names.update(other.names)
-            self.all_wnids = other.all_wnids or self.all_wnids
-        else:
-            self.names.update(other)
-
-
-def read_class_names_file(path: Path) -> ClassHints:
-    """``ID NAME[, MORE NAMES]`` per line (synset_words.txt / LOC_synset_mapping.txt style)."""
-    if not path.is_file():
-        raise AlexNetError(f"class names file not found: {path}")
-    names: dict[str, str] = {}
-    for line_number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        parts = line.strip().split(maxsplit=1)
-        if len(parts) != 2:
-            raise AlexNetError(f"{path}:{line_number}: expected 'CLASS_ID NAME', got {line!r}")
-        names[parts[0]] = parts[1].split(",")[0].strip()
-    ids = list(names)
-    wnids = ids if len(ids) == 1000 and all(WNID.match(i) for i in ids) else None
-    return ClassHints(names, sorted(wnids) if wnids else None)
-
-
-def imagenet_categories() -> list[str]:
-    """The 1000 ImageNet-1k names in index order, as torchvision ships them with its weights."""
-    from torchvision.models import AlexNet_Weights
-
-    return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
-
-
-def _packaged_wnids() -> list[str] | None:
-    """The 1000 sorted ImageNet-1k wnids the package ships (alexnet/imagenet_wnids.txt)."""
-    try:
-        from alexnet.pretrained import imagenet_wnids
-    except ImportError:
-        return None
-    wnids = imagenet_wnids()
-    return wnids if len(wnids) == 1000 else None
-
-
-def _imagenette_names() -> dict[str, str]:
-    from torchvision.datasets import Imagenette
-
-    return {wnid: names[0] for wnid, names in Imagenette._WNID_TO_CLASS.items()}
-
-
-def resolve_class_names(classes: list[str], hints: ClassHints | None = None
-                        ) -> tuple[list[str], list[int] | None]:
-    """Human-readable names and ImageNet-1k indices of ``classes``, as far as they are known.
-
-    The ImageNet index of a wnid is its position among the 1000 sorted wnids, taken from a
-    devkit meta.mat or names file when given, the classes themselves when they are 1000, or
-    the list the package ships; the Imagenette wnids are also known from torchvision's
-    Imagenette names. Unknown names fall back to the id.
-    """
-    hints = hints or ClassHints()
-    if not classes or not all(WNID.match(c) for c in classes):
-        return [hints.names.get(c, c) for c in classes], None
-    categories = imagenet_categories()
-    all_wnids = (hints.all_wnids or (sorted(classes) if len(classes) == len(categories) else None)
-                 or _packaged_wnids())
-    indices: list[int] | None = None
-    if all_wnids is not None and set(classes) <= set(all_wnids):
-        position = {w: i for i, w in enumerate(all_wnids)}
-        indices = [position[c] for c in classes]
-    else:
-        imagenette = _imagenette_names()
-        if set(classes) <= set(imagenette):
-            indices = [categories.index(imagenette[c]) for c in classes]
-    if indices is not None:
-        return [categories[i] for i in indices], indices
-    return [hints.names.get(c, c) for c in classes], None
 
 
 # ------------------------------------------------------------------------- torchvision
@@ -580,7 +356,3 @@ def _rank_within_class(labels: np.ndarray) -> np.ndarray:
     rank = np.empty(len(labels), dtype=np.int64)
     rank[order] = np.arange(len(labels)) - starts
     return rank
-
-
-def describe_splits(source: Source, splits: Iterable[str]) -> str:
-    return ", ".join(f"{s}: {len(source.splits[s])}" for s in splits)
