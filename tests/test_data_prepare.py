@@ -207,3 +207,13 @@ def test_real_imagenette_subset(shared_data: Path, tmp_path: Path) -> None:
     store = open_store(tmp_path / "s", "val")
     assert len(store) == 20 and report.splits["train"].count == 20
     assert store.class_names[0] == "tench" and store.imagenet_indices[-1] == 701
+
+
+def test_real_cifar10_subset(shared_data: Path, tmp_path: Path) -> None:
+    if not (shared_data / "cifar10").is_dir():
+        pytest.skip("no cifar10 in the shared data")
+    prepare(shared_data / "cifar10", tmp_path / "s", size=32, per_class=1, workers=1,
+            progress=False)
+    test = open_store(tmp_path / "s", "test")
+    assert test.classes[0] == "airplane" and len(test.classes) == 10 and len(test) == 10
+    assert test.imagenet_indices is None and test.stats.mean_image.shape == (32, 32, 3)
