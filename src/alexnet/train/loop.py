@@ -4,20 +4,20 @@
 2. build the model (fresh, fine-tuned from a checkpoint or torchvision's weights, or split
    over two devices as the paper's towers), the optimizer and the learning-rate schedule
 3. resume from the run folder's newest valid checkpoint, unless ``fresh``
-4. for each epoch: uint8 batches from the store (read ahead in background threads) ->
-   augmentation on the device (§4.1) -> forward / backward / SGD step (§5) -> logs;
+4. for each epoch: batches from the store, read and augmented (§4.1) ahead of the step by
+   the loader -> forward / backward / SGD step (§5) -> logs;
    validation on the centre crop, a checkpoint, the plateau schedule's decision
 5. the best weights as model.safetensors, summary.json, and a summary on the console
 
-Randomness is a function of (seed, rank, step): every step re-seeds torch's generators and
-the augmentation's from those three numbers, so a resumed run draws exactly the crops,
-flips, lighting and dropout masks of an uninterrupted one, with no generator state to carry.
+Randomness is a function of where the run is: the loader seeds each batch's augmentation
+from (seed, epoch, batch, rank) and every step re-seeds torch's generator (dropout) from
+(seed, rank, step), so a resumed run draws exactly the crops, flips, lighting and dropout
+masks of an uninterrupted one, with no generator state to carry.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import platform
 import signal
 import subprocess
@@ -112,22 +112,26 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
     train_store, val_store = data.train, data.val
     configure_determinism(config.deterministic, device)
     batch_per_rank = dist_utils.per_rank_batch(config.batch_size, world)
-    threads = config.loader_workers or min(4, max(1, (os.cpu_count() or 2) // 2))
+    augment_config = AugmentConfig(config.crop_size, config.flip, config.pca_lighting,
+                                   config.normalization)
+    augment = TrainAugment(train_store.stats, augment_config)
+    center = EvalTransform.from_stats(train_store.stats, augment_config, "center")
+    # One reader thread keeps up on a CPU (a batch is read and augmented in ~1/20 of a step),
+    # more would only take cores from the step; on a GPU reading is all they do.
+    threads = config.loader_workers or (1 if device.type == "cpu" else 4)
+    # the loader augments each batch (§4.1): in its reader threads on a CPU, overlapped
+    # with the step, and on the GPU after the copy; seeded by (seed, epoch, batch, rank)
+    loader_options = {"rank": world.rank, "world_size": world.world_size, "device": device,
+                      "threads": threads, "reuse_buffers": True}
     train_loader = StoreLoader(train_store, batch_per_rank, shuffle=True, seed=config.seed,
-                               rank=world.rank, world_size=world.world_size, drop_last=True,
-                               device=device, threads=threads)
+                               drop_last=True, transform=augment, **loader_options)
     if len(train_loader) == 0:
         raise AlexNetError(f"{train_store.root}/{train_store.split}: {len(train_store)} images "
                            f"make no full batch of {config.batch_size}; lower batch_size")
     val_loader = None
     if val_store is not None:
         val_loader = StoreLoader(val_store, max(1, config.val_batch_size // world.world_size),
-                                 shuffle=False, rank=world.rank, world_size=world.world_size,
-                                 device=device, threads=threads)
-    augment_config = AugmentConfig(config.crop_size, config.flip, config.pca_lighting,
-                                   config.normalization)
-    augment = TrainAugment(train_store.stats, augment_config)
-    center = EvalTransform.from_stats(train_store.stats, augment_config, "center")
+                                 shuffle=False, transform=center, **loader_options)
     input_scale = data.input_scale  # 1 / pixel std when scale_inputs, else 1
 
     # ---- 3. the model, its starting weights, the optimizer -------------------------------
@@ -197,10 +201,8 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
             console.start_epoch(epoch + 1, config.epochs, steps_per_epoch, train_loader.position)
             window = _Window(step, train_loader, time.perf_counter())
             model.train()
-            for images, labels in train_loader:
-                # (B, S, S, 3) uint8 -> (B, 3, crop, crop) float, channels_last, §4.1
-                generator = train_step.seed(config.seed, world.rank, step)
-                x = augment(images, generator)
+            for x, labels in train_loader:  # x: (B, 3, crop, crop) float, channels_last
+                train_step.seed(config.seed, world.rank, step)  # dropout masks
                 if input_scale != 1.0:
                     x.mul_(input_scale)
                 lr = schedule.at(step)
@@ -249,8 +251,7 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
             epoch += 1
             val = None
             if val_loader is not None and (epoch % config.val_every_epochs == 0 or epoch == config.epochs):
-                val = evaluate(unwrap(model), val_loader, center, input_scale, precision, world,
-                               device)
+                val = evaluate(unwrap(model), val_loader, input_scale, precision, world, device)
             reduced = schedule.end_epoch(val["top1_error"] if val else None)
             is_best = val is not None and val["top1_error"] < best_error
             if is_best:
@@ -283,7 +284,7 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
     )
     if status == "finished" and result.best_checkpoint is not None:
         _finish(result, run, model, info, val_loader, center, input_scale, precision, world,
-                device, config, train_store, best_epoch)
+                device, config)
     dist_utils.barrier(world)
     if main:
         result.summary_lines = _summary_lines(result, run, best_epoch)
@@ -433,20 +434,20 @@ class _Window:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, loader: StoreLoader, transform: EvalTransform, input_scale: float,
+def evaluate(model: nn.Module, loader: StoreLoader, input_scale: float,
              precision: torch.dtype | None, world: dist_utils.Distributed, device: torch.device
              ) -> dict[str, float]:
-    """Loss and top-1 / top-5 error over the loader's split (all ranks), averaging the
-    softmax over the transform's views (1 for the centre crop, 10 for the paper's patches)."""
+    """Loss and top-1 / top-5 error over the loader's split (all ranks). The loader's
+    transform cuts the views; with several a image (the paper's 10 patches) their softmax
+    outputs are averaged (§4.1)."""
     was_training = model.training
     model.eval()
-    views = transform.views_per_image
+    views = getattr(loader.transform, "views_per_image", 1)
     sums = torch.zeros(4, dtype=torch.float64, device=device)  # loss, top-1, top-5, images
     loader.set_epoch(0)
-    for images, labels in loader:
+    for x, labels in loader:  # x: (B * views, 3, crop, crop)
         if len(labels) == 0:
             continue
-        x = transform(images)  # (B * views, 3, crop, crop)
         if input_scale != 1.0:
             x.mul_(input_scale)
         with torch.autocast(device.type, precision or torch.float32, enabled=precision is not None):
@@ -490,7 +491,7 @@ def _save(run: RunFolder, model: nn.Module, info: Checkpoint, optimizer: torch.o
 def _finish(result: TrainResult, run: RunFolder, model: nn.Module, info: Checkpoint,
             val_loader: StoreLoader | None, center: EvalTransform, input_scale: float,
             precision: torch.dtype | None, world: dist_utils.Distributed, device: torch.device,
-            config: TrainConfig, store: ImageStore, best_epoch: int) -> None:
+            config: TrainConfig) -> None:
     """Load the best weights, write model.safetensors, score them (centre and 10 crops)."""
     from alexnet.checkpoint import read_checkpoint
 
@@ -501,11 +502,14 @@ def _finish(result: TrainResult, run: RunFolder, model: nn.Module, info: Checkpo
         result.weights = run.weights
     if val_loader is None:
         return
-    result.val = evaluate(unwrap(model), val_loader, center, input_scale, precision, world, device)
+    result.val = evaluate(unwrap(model), val_loader, input_scale, precision, world, device)
     if config.ten_crop_final:
-        ten = EvalTransform(center.normalization, center.crop_size, "ten_crop")
-        result.val_ten_crop = evaluate(unwrap(model), val_loader, ten, input_scale, precision,
-                                       world, device)
+        ten_crop = EvalTransform(center.normalization, center.crop_size, "ten_crop")
+        loader = StoreLoader(val_loader.store, val_loader.batch_size, shuffle=False,
+                             rank=world.rank, world_size=world.world_size, device=device,
+                             threads=val_loader.threads, transform=ten_crop)
+        result.val_ten_crop = evaluate(unwrap(model), loader, input_scale, precision, world,
+                                       device)
 
 
 def _summary_lines(result: TrainResult, run: RunFolder, best_epoch: int) -> list[str]:

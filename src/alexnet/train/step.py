@@ -77,14 +77,10 @@ class TrainStep:
         if compile:
             model = torch.compile(model)  # type: ignore[assignment]
         self.model = model
-        self.generator = torch.Generator(device=self.device)
 
-    def seed(self, seed: int, rank: int, step: int) -> torch.Generator:
-        """Seed torch (dropout) and the augmentation generator from (seed, rank, step)."""
-        value = ((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1)
-        torch.manual_seed(value)  # also every GPU
-        self.generator.manual_seed(value + 1)
-        return self.generator
+    def seed(self, seed: int, rank: int, step: int) -> None:
+        """Seed torch's generators (dropout masks) from (seed, rank, step)."""
+        torch.manual_seed(((seed * 1_000_003 + rank) * 1_000_033 + step) % (2**63 - 1))  # + GPUs
 
     def __call__(self, x: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One step on ``x`` (B, 3, H, W) and ``labels`` (B,); returns (loss, logits), detached."""
