@@ -190,7 +190,8 @@ def results_table(metrics: list[dict[str, Any]], evaluations: list[EvalResult]) 
             rows.append([f"training log, best epoch ({best['epoch']})", _percent(best["val_top1_error"]),
                          _percent(best.get("val_top5_error")), "-", "metrics.jsonl"])
     for result in evaluations:
-        rows.append([f"{result.name}, {result.views} ({result.n_images} images)", _percent(result.top1_error),
+        k = "" if result.k == 5 else f", top-5 = top-{result.k} of {result.k} classes"
+        rows.append([f"{result.name}, {result.views} ({result.n_images} images{k})", _percent(result.top1_error),
                      _percent(result.top5_error), f"{result.images_per_s:.0f}",
                      f"{result.precision} on {result.device}"])
     for name, top1, top5 in PAPER_TABLE2:
@@ -290,8 +291,9 @@ def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, opt
     page.figures.append(FigureRef("Top-5 predictions (Fig. 4 left)",
                                   top5_figure(loaded, scorer, source, options.samples, figures_dir / "top5.png"),
                                   f"{options.samples} {options.split} images, classes in turn; true class in red."))
+    columns = result.class_names + result.confusion_columns[len(result.class_names):]  # + "other"
     page.figures.append(FigureRef("Confusion matrix", figures.confusion_figure(
-        result.confusion, result.class_names, result.confusion_columns, figures_dir / "confusion.png")))
+        result.confusion, result.class_names, columns, figures_dir / "confusion.png")))
     extra: dict[str, Any] = {}
     try:
         gallery_source = open_images(data, options.gallery_split, size)

@@ -59,10 +59,12 @@ def conv1_kernels(model: nn.Module, path: str | os.PathLike[str], towers: int | 
     towers = towers or int(getattr(model, "towers", 1))
     groups = torch.chunk(conv1.weight, towers, dim=0)
     columns = 8 if conv1.weight.shape[0] <= 64 else 12
-    figure = Figure(figsize=(4.2 * towers, 4.0))
-    for t, weights in enumerate(groups):
+    grids = [kernel_grid(weights, columns) for weights in groups]
+    aspect = grids[0].shape[0] / grids[0].shape[1]
+    figure = Figure(figsize=(4.2 * towers, 4.2 * aspect + 0.9))
+    for t, (weights, grid) in enumerate(zip(groups, grids, strict=True)):
         axis = figure.add_subplot(1, towers, t + 1)
-        axis.imshow(kernel_grid(weights, columns), interpolation="nearest")
+        axis.imshow(grid, interpolation="nearest")
         title = f"tower {t + 1} ({len(weights)} kernels)" if towers > 1 else f"{len(weights)} kernels"
         axis.set_title(title, fontsize=10)
         axis.axis("off")
@@ -80,13 +82,13 @@ def top5_bars(images: Sequence[np.ndarray], top: Sequence[Sequence[tuple[str, fl
     count = len(images)
     columns = min(4, count)
     rows = math.ceil(count / columns)
-    figure = Figure(figsize=(3.1 * columns, 3.9 * rows))
-    grid = figure.add_gridspec(rows * 2, columns, height_ratios=[3, 1.6] * rows, hspace=0.35, wspace=0.5)
+    figure = Figure(figsize=(3.1 * columns, 4.4 * rows))
+    grid = figure.add_gridspec(rows * 2, columns, height_ratios=[3, 1.6] * rows, hspace=0.45, wspace=0.5)
     for i, (image, entries, truth) in enumerate(zip(images, top, true_names, strict=True)):
         r, c = divmod(i, columns)
         picture = figure.add_subplot(grid[2 * r, c])
         picture.imshow(image)
-        picture.set_title(truth, fontsize=9, color=TRUE_COLOR if entries[0][0] == truth else "black")
+        picture.set_title(truth[:28], fontsize=9, color=TRUE_COLOR if entries[0][0] == truth else "black")
         picture.axis("off")
         bars = figure.add_subplot(grid[2 * r + 1, c])
         names = [name for name, _ in entries][::-1]
