@@ -14,7 +14,13 @@ import torchvision.transforms.v2.functional as TF
 from alexnet.checkpoint import load_model
 from alexnet.data.images import load_image
 from alexnet.errors import AlexNetError
-from alexnet.evaluate import confusion_matrix, evaluate, format_per_class, format_table, topk_correct
+from alexnet.evaluate import (
+    confusion_matrix,
+    evaluate,
+    format_per_class,
+    format_table,
+    topk_correct,
+)
 from alexnet.inputs import open_images
 from alexnet.scoring import LoadedModel, ScoringModel, load_models, map_classes
 from evaluate_helpers import CLASSES, make_checkpoint, make_folder, mean_image_preprocess
