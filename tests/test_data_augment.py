@@ -197,3 +197,13 @@ def test_index_into_a_whole_store_equals_the_gathered_batch(view: str) -> None:
         transform = EvalTransform.from_stats(stats, config, view)
         direct, indexed = transform(store[index]), transform(store, index=index)
     assert torch.equal(direct, indexed)
+
+
+def test_mean_image_preprocess_with_a_std_divides() -> None:
+    stats = fake_stats(16)
+    plain = EvalTransform.from_stats(stats, AugmentConfig(crop_size=8))
+    preprocess = plain.preprocess()
+    preprocess["std"] = torch.full((3,), 4.0)  # e.g. a trainer that scales its inputs
+    images = batch(2, 16)
+    torch.testing.assert_close(EvalTransform.from_preprocess(preprocess)(images),
+                               plain(images) / 4.0)

@@ -209,8 +209,9 @@ def pca_lighting(images: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tenso
 class Normalization:
     """Pixel normalisation in 0..255 units: ``(x - mean) / std``.
 
-    ``mean`` is the (S, S, 3) mean image for "mean_image" (std = 1, §2) or a (3,) channel
-    mean; views take the mean image's crop at the same place, mirrored with the image.
+    ``mean`` is the (S, S, 3) mean image for "mean_image" (std = 1 in the paper, §2; a
+    checkpoint may carry another) or a (3,) channel mean; views take the mean image's crop
+    at the same place, mirrored with the image.
     """
 
     kind: str
@@ -296,6 +297,8 @@ class Normalization:
                 mean_crops.view(views, crop, crop * 3).sub_(shift.repeat(1, crop)[:, None, :])
             out.copy_(crops)
             out.sub_(mean_crops)
+            if bool((self.std != 1).any()):  # a checkpoint may scale (x - mean image) / std
+                rows.mul_(inverse_std.repeat(crop))
             return out
         bias = -mean if shift is None else shift - mean  # (3,) or (V, 3)
         bias = (bias * inverse_std).reshape(-1, 3).repeat(1, crop)[:, None, :]  # (1|V, 1, 3c)
