@@ -6,7 +6,10 @@ Scales, shared by the experiments below:
   §3.3's 13% -> 11%, the 18% net) use CIFAR-10 at 32 px with Krizhevsky's own nets; the
   ImageNet claims use alexnet2012 at half width on Imagenette prepared at 72 px with 64 px
   crops (the smallest input alexnet2012 takes: pool5 needs 3x3 maps), the paper's recipe
-  otherwise (the ``imagenette`` preset). Effects measured on 10 classes and tiny images
+  otherwise (the ``imagenette`` preset). Epochs are a first guess at 30 minutes from one
+  throughput probe (~110 training images/s while another run shared the 2 cores), not yet
+  timed end to end: 15 for two arms, 8 for depth's five and the ensemble's three seeds, 20
+  for ten-crop's single run. Effects measured on 10 classes and tiny images
   need not have the paper's size; the verdict says when they cannot be resolved.
 - ``paper``: the ImageNet-sized run for a GPU machine: the ``paper`` preset (alexnet2012,
   256 px / 224 crops, §5's recipe, 90 epochs) on ILSVRC-2012; pass ``--data``.
@@ -36,7 +39,7 @@ _CIFAR_18PCT: dict[str, Any] = {**_QUIET, "data": shared_data("cifar10"),
 _IMAGENETTE_SMALL: dict[str, Any] = {
     **_QUIET, "model": "alexnet2012", "model_options": {"init": "kaiming", "width": 0.5},
     "data": shared_data("imagenette"), "store_dir": "runs/stores", "image_size": 72,
-    "crop_size": 64, "epochs": 30, "warmup_epochs": 2.0, "batch_size": 128,
+    "crop_size": 64, "epochs": 15, "warmup_epochs": 2.0, "batch_size": 128,
 }
 
 _PAPER: dict[str, Any] = {**_QUIET, "data": shared_data("ilsvrc2012"), "log_every_steps": 100}
@@ -52,7 +55,7 @@ _TEST_IMAGENET: dict[str, Any] = {
 }
 
 
-def _imagenet_scales(small_seeds: int = 1, small_epochs: int = 30) -> dict[str, Scale]:
+def _imagenet_scales(small_seeds: int = 1, small_epochs: int = 15) -> dict[str, Scale]:
     return {
         "small": Scale("alexnet2012 (width 0.5) on Imagenette, 72 px images, 64 px crops, "
                        f"{small_epochs} epochs", "imagenette",
@@ -172,7 +175,7 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
                   *(Variant(f"without-conv{i}", _options(drop_conv=i)) for i in (2, 3, 4, 5))),
         comparisons=tuple(Comparison("full", f"without-conv{i}", 2.0, "+2 points top-1")
                           for i in (2, 3, 4, 5)),
-        scales=_imagenet_scales(small_epochs=16),
+        scales=_imagenet_scales(small_epochs=8),
         notes="The paper says 'middle layers' without listing them; conv2..conv5 are removable "
               "(alexnet2012's drop_conv option).",
     ),
@@ -202,7 +205,7 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
                   Variant("10-crop", {}, views="10crop")),
         comparisons=(Comparison("10-crop", "centre-crop", 1.5,
                                 "39.0% centre vs 37.5% 10-crop top-1"),),
-        scales=_imagenet_scales(),
+        scales=_imagenet_scales(small_epochs=20),  # one training run: it can be longer
         notes="One trained model per seed, scored both ways by alexnet.evaluate.",
     ),
     Experiment(
@@ -215,7 +218,7 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
         threshold_reason="half the paper's 2.6 points",
         variants=(Variant("ensemble", {}, ensemble=True), Variant("1-cnn", {})),
         comparisons=(Comparison("ensemble", "1-cnn", 2.6, "40.7% (1 CNN) vs 38.1% (5 CNNs)"),),
-        scales={**_imagenet_scales(small_seeds=3, small_epochs=10),
+        scales={**_imagenet_scales(small_seeds=3, small_epochs=8),
                 "paper": Scale("5 alexnet2012 models (seeds 0..4) with the paper's recipe",
                                "paper", _PAPER, seeds=5, machine="GPU")},
         notes="The seeds are the members: '1-cnn' is their mean, 'ensemble' their softmax "
