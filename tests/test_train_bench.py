@@ -1,0 +1,27 @@
+"""`alexnet bench train` runs end to end and reports a ratio for each candidate."""
+
+from __future__ import annotations
+
+from alexnet.cli import main
+from alexnet.train.bench import TrainBenchConfig, run_train_benchmark
+
+
+def test_bench_train_interleaves_baseline_and_candidates_and_prints_ratios(capsys) -> None:
+    config = TrainBenchConfig(image_size=64, batch_size=2, rounds=2, steps=1, warmup=0,
+                              num_classes=10)
+    lines: list[str] = []
+    result = run_train_benchmark(config, log=lines.append)
+    rounds = [line for line in lines if line.startswith("round")]
+    # baseline, alexnet2012, alexnet2014 in every round, in that order
+    assert [line.split(": ")[1].split(" (")[0] for line in rounds] == \
+        ["torchvision", "alexnet2012", "alexnet2014"] * 2
+    summary = result.summary()
+    assert "torchvision alexnet (fp32, eager, NCHW)" in summary
+    assert summary.count("x\n") + summary.endswith("x") == 2  # a ratio per candidate
+    assert all(len(rates) == 2 and min(rates) > 0 for rates in result.images_per_s.values())
+
+
+def test_bench_train_rejects_bad_arguments(capsys) -> None:
+    assert main(["bench", "train", "--models", "alexnet3"]) == 2
+    assert "unknown model 'alexnet3'" in capsys.readouterr().err
+    assert main(["bench", "train", "--batch-size", "0"]) == 2
