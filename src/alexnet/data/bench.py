@@ -216,7 +216,7 @@ def _torch_threads(count: int) -> Iterator[None]:
 
     One intra-op thread per reader thread: on a 2-core machine shared with other work,
     OpenMP's barriers stall whenever a team thread is descheduled (measured 833 images/s
-    with 2 intra-op threads against 1,510 with 1, same run conditions)."""
+    with 2 intra-op threads against 1,510 with 1, back to back)."""
     saved = torch.get_num_threads()
     torch.set_num_threads(count)
     try:
