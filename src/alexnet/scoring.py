@@ -112,13 +112,9 @@ class ScoringModel:
                                f"{len(loaded.info.classes)} class names; it is inconsistent")
         self.image_size = int(pre["image_size"])
         self.crop_size = int(pre["crop_size"])
+        # (x - mean) / std with the checkpoint's mean (image or per channel) and std, cropped
+        # and mirrored with each view (a scaled-input checkpoint's std included)
         self.transforms = {view: EvalTransform.from_preprocess(pre, view) for view in VIEWS}
-        # The data package's mean-image normalisation subtracts only (the paper's §2: std 1);
-        # a checkpoint trained with scaled inputs records its scale as ``std`` (x - mean) / std.
-        mean, std = torch.as_tensor(pre["mean"]), pre.get("std")
-        self.input_scale: torch.Tensor | None = None
-        if mean.dim() == 3 and std is not None and not torch.allclose(torch.as_tensor(std).float(), torch.ones(3)):
-            self.input_scale = (1.0 / torch.as_tensor(std).float()).view(1, 3, 1, 1).to(device)
 
     @property
     def precision(self) -> str:
@@ -137,8 +133,7 @@ class ScoringModel:
     def views(self, images: torch.Tensor, views: str = "center") -> torch.Tensor:
         """The test views of a uint8 batch: (B * V, 3, crop, crop) float channels_last,
         image-major (rows V b .. V b + V - 1 are image b's views, §4.1)."""
-        x = self.transforms[canonical_view(views)](self.resize(images))
-        return x if self.input_scale is None else x.mul_(self.input_scale)
+        return self.transforms[canonical_view(views)](self.resize(images))
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, crop, crop) -> float32 (B, num_classes)."""
