@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from alexnet.errors import AlexNetError
 from alexnet.inputs import ImageSource
-from alexnet.scoring import LoadedModel, ScoringModel, map_classes, resolve_device
+from alexnet.scoring import LoadedModel, ScoringModel, canonical_view, map_classes, resolve_device
 
 # Table 2 of the paper (ILSVRC-2012 validation; error rates in %), for comparison rows.
 PAPER_TABLE2 = (
@@ -118,6 +118,7 @@ def evaluate(
     """Score every image of ``source`` (up to ``limit``) with ``models`` (averaged softmax)."""
     if batch_size < 1:
         raise AlexNetError(f"--batch-size must be positive, got {batch_size}")
+    views = canonical_view(views)
     torch_device = resolve_device(device)
     mappings = [map_classes(m, source.classes, source.name, label_space) for m in models]
     if label_space == "model" and any(m.model_classes != mappings[0].model_classes for m in mappings):

@@ -179,6 +179,7 @@ def _neighbors_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default="fc7")
     parser.add_argument("--code-bits", type=int, default=64,
                         help="train an auto-encoder to BITS-bit codes and measure their recall (0: off)")
+    parser.add_argument("--code-steps", type=int, default=1500, help="auto-encoder training steps")
     parser.add_argument("--recall-queries", type=int, default=500, help="query-split images for the recall")
     parser.add_argument("--figure", default=None, metavar="PNG", help="draw the neighbour rows")
     parser.add_argument("--json", default=None, metavar="FILE")
@@ -218,7 +219,7 @@ def _neighbors(args: argparse.Namespace) -> int:
         recall_features = extract_features(models[0], held_out, **options)
         _, report = measure_codes(torch.from_numpy(gallery.features),
                                   torch.from_numpy(recall_features.features), args.k,
-                                  CodeConfig(bits=args.code_bits))
+                                  CodeConfig(bits=args.code_bits, steps=args.code_steps))
         print(report.summary())
         payload["codes"] = report.to_json()
     if args.figure:

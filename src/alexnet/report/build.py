@@ -44,6 +44,7 @@ class ReportOptions:
     k: int = 6  # neighbours per row
     gallery_limit: int | None = 3000  # training images searched (classes in turn); None: all
     code_bits: int = 64  # auto-encoder code length for the retrieval table; 0: none
+    code_steps: int = 1000  # auto-encoder training steps
     ten_crop: bool = False  # also evaluate with the 10 patches (10x the time)
     eval_limit: int | None = None
     batch_size: int = 128
@@ -319,7 +320,7 @@ def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, opt
         recall_source = source.subset(spread_indices(source.labels, 500))
         held_out = extract_features(loaded, recall_source, **features)  # type: ignore[arg-type]
         _, codes = measure_codes(torch.from_numpy(gallery.features), torch.from_numpy(held_out.features),
-                                 options.k, CodeConfig(bits=options.code_bits))
+                                 options.k, CodeConfig(bits=options.code_bits, steps=options.code_steps))
         rows = [[r, _percent(codes.recall[r]), _percent(codes.random_projection_recall[r])] for r in codes.recall]
         page.results.append(Table(
             f"Retrieval with {codes.bits}-bit codes (§6.1)", ["shortlist size R", "auto-encoder codes",
