@@ -25,6 +25,7 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check src tests
+	@sh scripts/ensure-chromium.sh
 	$(BIN)/pytest -q
 
 lint: venv
