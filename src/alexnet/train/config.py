@@ -196,9 +196,9 @@ PRESETS: dict[str, Preset] = {
         "init. Measured: docs/training.md.",
         {"model": "alexnet2012", "model_options": {"init": "kaiming"},
          "data": "../shared/data/imagenette", "image_size": 128, "crop_size": 112,
-         "epochs": 16, "batch_size": 128, "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4,
+         "epochs": 12, "batch_size": 128, "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4,
          "schedule": "linear", "warmup_epochs": 2.0, "normalization": "mean_image",
-         "pca_lighting": 0.1, "out": "runs/imagenette"},
+         "pca_lighting": 0.1, "val_every_epochs": 2, "out": "runs/imagenette"},
     ),
     "imagenette-full": Preset(
         "alexnet2012 trained to convergence on Imagenette, for the accuracy benchmark",

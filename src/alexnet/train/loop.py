@@ -215,7 +215,10 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
                 at_log = step % config.log_every_steps == 0 or train_loader.position == steps_per_epoch
                 at_checkpoint = config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0
                 at_max = config.max_steps and step >= config.max_steps
-                stop_now = dist_utils.any_rank(stop.requested is not None, world, device)
+                # ranks agree on stopping at log steps (a collective syncs the GPU; not every step)
+                stop_now = stop.requested is not None
+                if world.enabled:
+                    stop_now = at_log and dist_utils.any_rank(stop_now, world, device)
                 if at_log or at_checkpoint or at_max or stop_now:
                     window_loss = totals.window_loss(world)  # syncs; NaN/inf -> AlexNetError
                     rates = window.close(step, config.batch_size)
@@ -381,13 +384,10 @@ class _EpochTotals:
         k = min(5, logits.shape[1])
         top = logits.topk(k, dim=1).indices  # (B, k)
         hits = top == labels[:, None]
-        batch_loss = loss.double() * len(labels)
-        self.sums += torch.stack([batch_loss, hits[:, 0].sum().double(),
-                                  hits.any(dim=1).sum().double(),
-                                  torch.tensor(float(len(labels)), dtype=torch.float64,
-                                               device=self.sums.device)])
-        self.window += torch.stack([loss.double(), torch.ones((), dtype=torch.float64,
-                                                              device=self.sums.device)])
+        count = self.sums.new_full((), len(labels))  # a fill kernel: no host-device sync
+        self.sums += torch.stack([loss.double() * count, hits[:, 0].sum().double(),
+                                  hits.any(dim=1).sum().double(), count])
+        self.window += torch.stack([loss.double(), count.new_ones(())])
 
     def window_loss(self, world: dist_utils.Distributed) -> float:
         """Mean loss since the last call, over all ranks; stops the run on NaN / inf."""
@@ -457,7 +457,7 @@ def evaluate(model: nn.Module, loader: StoreLoader, input_scale: float,
         hits = probabilities.topk(k, dim=1).indices == labels[:, None]
         loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels, reduction="sum")
         sums += torch.stack([loss.double(), hits[:, 0].sum().double(), hits.any(1).sum().double(),
-                             torch.tensor(float(len(labels)), dtype=torch.float64, device=device)])
+                             sums.new_full((), len(labels))])
     sums = dist_utils.sum_over_ranks(sums, world)
     model.train(was_training)
     images = max(1.0, sums[3].item())
