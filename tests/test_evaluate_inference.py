@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -60,7 +61,17 @@ def test_hamming_distances_match_a_loop() -> None:
     assert hamming_distances(a, b).tolist() == expected
 
 
-def test_autoencoder_codes_beat_random_projections() -> None:
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small matmuls train faster on one thread: with two on the shared, busy 2-core CI
+    machine every tiny op waits for the other thread (measured 4 s vs 33 s for this test)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_autoencoder_codes_beat_random_projections(one_thread: None) -> None:
     """Features on a low-dimensional manifold, as fc7 activations are: the learned codes keep
     more of the Euclidean neighbourhoods than random hyperplanes with the same bits."""
     generator = torch.Generator().manual_seed(2)
