@@ -130,3 +130,10 @@ def test_non_image_file(setup: dict[str, Path], tmp_path: Path, capsys: pytest.C
     code, out, err = run(capsys, "predict", setup["a"], text, image)
     assert_one_line_error(code, err, str(text), "not an image")
     assert str(image) in out  # the readable one is still predicted
+
+
+def test_bench_evaluate_prints_the_ratio(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "bench", "evaluate", "--models", "alexnet2014", "--batch-size", "2",
+                       "--rounds", "1", "--batches", "1")
+    assert code == 0 and "torchvision alexnet (fp32, eager, NCHW)" in out
+    assert "alexnet2014 (" in out and out.rstrip().endswith("x")

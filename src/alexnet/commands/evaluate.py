@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from alexnet.cli import command
+from alexnet.commands.bench import benchmark
 from alexnet.errors import AlexNetError
 
 
@@ -247,4 +248,28 @@ def _export(args: argparse.Namespace) -> int:
 
     result = export_model(_one_model(args)[0], args.format, args.out, check=not args.no_check)
     print(result.summary())
+    return 0
+
+
+@benchmark("evaluate", "images/s of batched evaluation (uint8 in, views, bf16/channels_last) vs "
+                       "torchvision alexnet fp32 NCHW on ready float batches")
+def _bench_evaluate_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--models", default="alexnet2012,alexnet2014")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--views", default="center", choices=["center", "10crop", "ten_crop"])
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--batches", type=int, default=2, help="timed batches per variant per round")
+
+
+@_bench_evaluate_args
+def _bench_evaluate(args: argparse.Namespace) -> int:
+    from alexnet.evaluate_bench import EvalBenchConfig, run_eval_bench
+
+    if min(args.batch_size, args.rounds, args.batches) < 1:
+        raise AlexNetError("--batch-size, --rounds and --batches must be positive")
+    config = EvalBenchConfig(tuple(m.strip() for m in args.models.split(",") if m.strip()), args.batch_size,
+                             args.views, args.device, args.precision, args.rounds, args.batches)
+    print(run_eval_bench(config).summary())
     return 0
