@@ -98,3 +98,19 @@ def test_missing_data_or_run_folder(run_dir: Path, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(AlexNetError, match="is not a run folder"):
         build_report(tmp_path / "empty")
+
+
+def test_data_from_config_prefers_the_prepared_store(tmp_path: Path) -> None:
+    from alexnet.report.build import data_from_config
+
+    images = tmp_path / "imagenette"
+    images.mkdir()
+    config = {"data": str(images), "store_dir": str(tmp_path / "stores"), "image_size": 128}
+    assert data_from_config(config) == str(images)  # not prepared (any more): the images
+    store = tmp_path / "stores" / "imagenette-128"
+    store.mkdir(parents=True)
+    (store / "manifest.json").write_text("{}")
+    assert data_from_config(config) == str(store)
+    assert data_from_config({"data": "torchvision:imagenette", "store_dir": str(tmp_path / "stores"),
+                             "image_size": 128}) == str(store)
+    assert data_from_config({}) is None

@@ -90,12 +90,17 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def data_from_config(config: dict[str, Any]) -> str | None:
-    """The data path a run was trained on, from its config (``data``, ``data.path``, ...)."""
-    flat = flatten(config)
-    for key in ("data", "data.path", "data.root", "data.store", "data.dir", "data_dir", "data.data"):
-        if isinstance(flat.get(key), str) and flat[key]:
-            return flat[key]
-    return None
+    """The data a run was trained on: the store ``alexnet train`` prepared from ``data``
+    (``store_dir/<name>-<image_size>``, no decoding needed) when it is still there, else
+    ``data`` itself. Relative paths are taken from the current folder, as training did."""
+    data = config.get("data")
+    if not isinstance(data, str) or not data:
+        return None
+    if (Path(data) / "manifest.json").is_file() or "store_dir" not in config:
+        return data
+    name = data.split(":", 1)[1] if data.startswith("torchvision:") else Path(data).resolve().name
+    store = Path(str(config["store_dir"])) / f"{name}-{config.get('image_size', 256)}"
+    return str(store) if (store / "manifest.json").is_file() else data
 
 
 def git_commit() -> str:
