@@ -190,3 +190,20 @@ def test_torchvision_weights_from_a_local_file(tmp_path: Path) -> None:
     assert loaded == ["features.0", "features.3", "features.6", "features.8", "features.10"]
     assert fresh == ["classifier.1", "classifier.4", "classifier.6"]
     assert torch.equal(model.features[0].weight, features["features.0.weight"])
+
+
+def test_cli_trains_then_resume_continues_with_the_saved_config(store: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture) -> None:
+    from alexnet.cli import main
+
+    run = tmp_path / "run"
+    flags = ["--data", str(store), "--out", str(run), "--model-option", "width=0.125",
+             "--image-size", "72", "--crop-size", "64", "--batch-size", "16", "--epochs", "2",
+             "--val-batch-size", "16", "--loader-workers", "1", "--progress", "lines"]
+    assert main(["train", *flags, "--max-steps", "2"]) == 0
+    assert capsys.readouterr().out.startswith("max_steps: 0 epochs, 2 steps")
+    assert main(["train", "--resume", str(run), "--max-steps", "0"]) == 0
+    captured = capsys.readouterr()
+    assert "resuming" in captured.err and "val (centre crop): top-1 error" in captured.out
+    assert json.loads((run / "summary.json").read_text())["steps"] == 6
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2

@@ -24,11 +24,11 @@ EPOCH_KEYS = ("kind", "epoch", "step", "lr", "train_loss", "train_top1_error", "
               "data_wait_fraction", "time", "lr_reduced")
 
 
-def use_progress_bar(mode: str, stream: TextIO = sys.stderr) -> bool:
+def use_progress_bar(mode: str, stream: TextIO | None = None) -> bool:
     if mode != "auto":
         return mode == "bar"
     ci = os.environ.get("CI", "").lower() not in ("", "0", "false")
-    return stream.isatty() and not ci
+    return (stream or sys.stderr).isatty() and not ci
 
 
 def _clean(value: Any) -> Any:
@@ -100,8 +100,8 @@ class MetricsLog:
 class Console:
     """A progress bar per epoch on a terminal; plain lines (a few per epoch) otherwise."""
 
-    def __init__(self, bar: bool, enabled: bool = True, stream: TextIO = sys.stderr) -> None:
-        self.bar_enabled, self.enabled, self.stream = bar, enabled, stream
+    def __init__(self, bar: bool, enabled: bool = True, stream: TextIO | None = None) -> None:
+        self.bar_enabled, self.enabled, self._stream = bar, enabled, stream
         self.bar: Any = None
         self.total = 0
         self.next_line = 0
@@ -126,6 +126,10 @@ class Console:
         elif done >= self.next_line and done < self.total:
             self.next_line = done + max(1, self.total // 4)
             self.print(f"  step {done}/{self.total}: {text}")
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream or sys.stderr  # looked up late: a notebook or test may swap it
 
     def end_epoch(self) -> None:
         if self.bar is not None:
