@@ -72,6 +72,7 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
                    command: str = "") -> ExperimentResult:
     """Train and score every variant of ``experiment`` at ``scale``; see the module doc."""
     start = time.time()
+    commit = git_commit()  # the code that runs, recorded before the (long) training
     seed_list = seeds_for(experiment, scale, seeds)
     runs = Path(runs_dir or Path("runs") / "experiments" / f"{experiment.name}-{scale}")
     metric = METRICS[experiment.metric]
@@ -139,7 +140,7 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
     return ExperimentResult(
         experiment=experiment, scale=scale, seeds=seed_list, variants=variants, effects=effects,
         verdict=overall([e.verdict for e in effects]), wall_seconds=time.time() - start,
-        commit=git_commit(), machine=machine_description(), versions=_versions(),
+        commit=commit, machine=machine_description(), versions=_versions(),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=command)
 
 
