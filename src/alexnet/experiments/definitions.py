@@ -98,6 +98,7 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
                            "layer_weight_decay": {}, "model_options": {"init": "paper"}}),
         },
         notes="Training error is cuda-convnet's: the running error over each epoch's batches.",
+        plot="curves",
     ),
     Experiment(
         name="lrn",
@@ -150,6 +151,7 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
                                 "dropout (overfitting)"),),
         scales=_imagenet_scales(),
         notes="The plot shows training and validation error per epoch: overfitting is the gap.",
+        plot="curves",
     ),
     Experiment(
         name="pca-lighting",

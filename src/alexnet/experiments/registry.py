@@ -85,6 +85,7 @@ class Experiment:
     scales: dict[str, Scale]
     notes: str = ""
     min_seeds: int = 1
+    plot: str = "bars"  # bars: one per variant with its error bar; curves: error per epoch (Fig. 1)
 
     def variant(self, name: str) -> Variant:
         for variant in self.variants:
@@ -130,6 +131,8 @@ def check_experiment(experiment: Experiment) -> None:
     names = [v.name for v in experiment.variants]
     if len(set(names)) != len(names):
         raise ValueError(f"{experiment.name}: duplicate variant names {names}")
+    if experiment.plot not in ("bars", "curves"):
+        raise ValueError(f"{experiment.name}: plot {experiment.plot!r} not in (bars, curves)")
     if experiment.effect not in EFFECT_KINDS:
         raise ValueError(f"{experiment.name}: effect {experiment.effect!r} not in {EFFECT_KINDS}")
     for comparison in experiment.comparisons:

@@ -131,15 +131,16 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
 
 
 def plot(result: ExperimentResult, path: Path) -> None:
-    """Curves (training error per epoch, Fig. 1 style) when the metric is timed in epochs,
-    otherwise a bar per variant with its spread over seeds."""
+    """Curves (training and test error per epoch, Fig. 1 style) when the experiment asks for
+    them, otherwise a bar per variant with its standard error."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     experiment = result.experiment
-    curves = any(o.epochs for v in result.variants.values() for o in v.outcomes)
+    curves = experiment.plot == "curves" and any(o.epochs for v in result.variants.values()
+                                                  for o in v.outcomes)
     figure, axes = plt.subplots(1, 2 if curves else 1, figsize=(11 if curves else 6, 4),
                                 squeeze=False)
     if curves:
