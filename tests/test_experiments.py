@@ -202,7 +202,8 @@ def _fake_result(name: str, values: dict[str, list[float]]) -> ExperimentResult:
             summary = Summary([Value(v) for v in numbers], 1000)
         else:
             summary = Summary([metric.measure(o) for o in outcomes], 1000)
-        variants[variant_name] = VariantResult(variant_name, "center", False, ["runs/x"], outcomes,
+        run_dirs = [f"runs/{variant_name}-seed{seed}" for seed in range(len(numbers))]
+        variants[variant_name] = VariantResult(variant_name, "center", False, run_dirs, outcomes,
                                                summary, {"model": "m"})
     comparison = experiment.comparisons[0]
     effect, se, bound = compare(experiment.effect, variants[comparison.baseline].summary,
@@ -222,7 +223,8 @@ def test_the_writer_produces_markdown_json_and_a_png(tmp_path: Path) -> None:
     assert markdown.startswith(f"# lrn (small scale): {result.verdict}")
     assert "| lrn | 20.50 ± 0.71 (sd, 2 seeds) | 20.00, 21.00 |" in markdown
     assert "| no-lrn vs lrn | 5.00 |" in markdown and "1.4" in markdown
-    assert "- commit: abc123" in markdown and "- wall time: 1.1 min" in markdown
+    assert "- commit: abc123" in markdown and "- wall time: 1.1 min (this invocation)" in markdown
+    assert "over all invocations: 0.8 min" in markdown  # 4 runs x 12 s
     assert "![lrn](lrn-small.png)" in markdown
     record = json.loads(paths["json"].read_text())
     assert record["verdict"] == result.verdict and record["commit"] == "abc123"

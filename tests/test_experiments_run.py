@@ -52,12 +52,17 @@ def test_relu_vs_tanh_through_the_cli(tiny_cifar: Path, tmp_path: Path,
 
     # the same command again re-scores the finished runs instead of training them again
     first = {n: v["outcomes"][0]["top1_error"] for n, v in record["variants"].items()}
+    seconds = json.loads((runs / "relu-seed0" / "experiment.json").read_text())["train_seconds"]
+    assert seconds > 0 and "training time of the runs over all invocations" in markdown
     mtime = (runs / "relu-seed0" / "checkpoints" / "last.pt").stat().st_mtime_ns
     assert main(argv) == 0
     again = json.loads((out / "relu-vs-tanh-test.json").read_text())
     assert {n: v["outcomes"][0]["top1_error"] for n, v in again["variants"].items()} == first
     assert [r["epoch"] for r in again["variants"]["relu"]["outcomes"][0]["epochs"]] == [1, 2]
     assert (runs / "relu-seed0" / "checkpoints" / "last.pt").stat().st_mtime_ns == mtime
+    # the training time of the first invocation is kept, not replaced by the re-scoring's
+    again_seconds = again["variants"]["relu"]["outcomes"][0]["train_seconds"]
+    assert again_seconds >= seconds
 
 
 def test_cli_user_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:

@@ -120,7 +120,8 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
     lines += [
         "",
         f"- command: `{result.command}`" if result.command else "- command: (Python API)",
-        f"- wall time: {result.wall_seconds / 60:.1f} min",
+        f"- wall time: {result.wall_seconds / 60:.1f} min (this invocation); training time of the "
+        f"runs over all invocations: {_train_minutes(result):.1f} min",
         f"- commit: {result.commit}",
         f"- machine: {result.machine}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in result.versions.items())}",
@@ -128,6 +129,12 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _train_minutes(result: ExperimentResult) -> float:
+    seconds = {run: o.seconds for v in result.variants.values() if not v.ensemble
+               for run, o in zip(v.run_dirs, v.outcomes, strict=True)}
+    return sum(seconds.values()) / 60
 
 
 def plot(result: ExperimentResult, path: Path) -> None:

@@ -104,7 +104,7 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
             if result.status not in ("finished", "max_steps"):
                 raise AlexNetError(f"{run_dir}: training {result.status}; run the same command "
                                    "again to resume")
-            trained[run_dir] = time.time() - began
+            trained[run_dir] = _add_train_seconds(run_dir, time.time() - began, fresh)
 
     # 3. score: each run on its variant's views; ensembles on all seeds' models together
     variants: dict[str, VariantResult] = {}
@@ -142,6 +142,16 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         verdict=overall([e.verdict for e in effects]), wall_seconds=time.time() - start,
         commit=commit, machine=machine_description(), versions=_versions(),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=command)
+
+
+def _add_train_seconds(run_dir: Path, seconds: float, fresh: bool) -> float:
+    """Seconds spent training ``run_dir`` over every invocation (a resumed or re-scored run
+    keeps the time of the ones before), kept in run_dir/experiment.json."""
+    path = run_dir / "experiment.json"
+    before = 0.0 if fresh or not path.is_file() else float(json.loads(path.read_text())["train_seconds"])
+    total = before + seconds
+    path.write_text(json.dumps({"train_seconds": round(total, 1)}) + "\n")
+    return total
 
 
 def _score(run_dirs: list[Path], source: Any, variant: Variant, seed: int | None,
