@@ -143,7 +143,8 @@ def extract_features(
         hook.remove()
     if not chunks:
         raise AlexNetError(f"no readable images in {source.name}")
-    return Features(torch.cat(chunks).numpy(), np.concatenate(labels), [source.files[i] for i in kept],
+    files = source.files  # a store builds this list on each access: once, not per image
+    return Features(torch.cat(chunks).numpy(), np.concatenate(labels), [files[i] for i in kept],
                     list(source.classes), list(source.class_names), layer, loaded.name,
                     np.asarray(kept, dtype=np.int64))
 
