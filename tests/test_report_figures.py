@@ -43,6 +43,9 @@ def test_lr_changes_are_found_in_epoch_and_step_records() -> None:
     records = [{"epoch": e, "lr": lr} for e, lr in ((1, 0.01), (2, 0.01), (3, 0.001), (4, 0.001), (5, 1e-4))]
     assert figures.lr_changes(records) == [(3.0, 0.001), (5.0, 1e-4)]
     assert figures.lr_changes([{"epoch": 1, "lr": 0.1}]) == []
+    # warmup then linear decay: the rate changes at every record, but there is no step
+    smooth = [{"epoch": e, "lr": lr} for e, lr in enumerate([0.002, 0.01, 0.008, 0.005, 0.002, 0.0003])]
+    assert figures.lr_changes(smooth) == []
 
 
 def metrics(steps: bool) -> list[dict]:

@@ -127,17 +127,19 @@ def neighbor_rows(query_images: Sequence[np.ndarray], neighbor_images: Sequence[
     return _save(figure, path)
 
 
-def lr_changes(records: Sequence[dict], x_of: dict[int, float] | None = None) -> list[tuple[float, float]]:
-    """(x, new lr) wherever the learning rate differs from the record before."""
+def lr_changes(records: Sequence[dict], x_of: dict[int, float] | None = None,
+               factor: float = 1.5) -> list[tuple[float, float]]:
+    """(x, new lr) wherever a constant learning rate drops by ``factor`` or more: the
+    paper's steps (divide by 10 on a plateau, §5) and step schedules. Smooth schedules
+    (warmup, linear, cosine) change the rate at every record and have no steps to mark."""
     changes = []
-    previous = None
-    for record in records:
-        lr = record.get("lr")
-        if lr is None:
-            continue
-        if previous is not None and not math.isclose(lr, previous, rel_tol=1e-9):
+    rates = [(record, record["lr"]) for record in records if record.get("lr") is not None]
+    for i in range(1, len(rates)):
+        record, lr = rates[i]
+        previous = rates[i - 1][1]
+        constant_before = i < 2 or math.isclose(rates[i - 2][1], previous, rel_tol=1e-6)
+        if constant_before and lr * factor <= previous:
             changes.append((float(record["epoch"]) if x_of is None else x_of[id(record)], float(lr)))
-        previous = lr
     return changes
 
 
