@@ -180,7 +180,7 @@ def _neighbors_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layer", default="fc7")
     parser.add_argument("--code-bits", type=int, default=64,
                         help="train an auto-encoder to BITS-bit codes and measure their recall (0: off)")
-    parser.add_argument("--code-steps", type=int, default=1500, help="auto-encoder training steps")
+    parser.add_argument("--code-steps", type=int, default=400, help="auto-encoder training steps")
     parser.add_argument("--recall-queries", type=int, default=500, help="query-split images for the recall")
     parser.add_argument("--figure", default=None, metavar="PNG", help="draw the neighbour rows")
     parser.add_argument("--json", default=None, metavar="FILE")

@@ -21,7 +21,7 @@ def _report_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gallery-limit", type=int, default=3000,
                         help="training images searched, classes in turn (0: all)")
     parser.add_argument("--code-bits", type=int, default=64, help="binary-code length (0: no codes)")
-    parser.add_argument("--code-steps", type=int, default=1000, help="auto-encoder training steps")
+    parser.add_argument("--code-steps", type=int, default=400, help="auto-encoder training steps")
     parser.add_argument("--ten-crop", action="store_true", help="also evaluate the 10 patches (10x time)")
     parser.add_argument("--limit", type=int, default=None, help="evaluate only the first N images")
     parser.add_argument("--embed-images", action="store_true",

@@ -44,7 +44,7 @@ class ReportOptions:
     k: int = 6  # neighbours per row
     gallery_limit: int | None = 3000  # training images searched (classes in turn); None: all
     code_bits: int = 64  # auto-encoder code length for the retrieval table; 0: none
-    code_steps: int = 1000  # auto-encoder training steps
+    code_steps: int = 400  # auto-encoder training steps
     ten_crop: bool = False  # also evaluate with the 10 patches (10x the time)
     eval_limit: int | None = None
     batch_size: int = 128
