@@ -136,4 +136,4 @@ def test_bench_evaluate_prints_the_ratio(capsys: pytest.CaptureFixture[str]) -> 
     code, out, _ = run(capsys, "bench", "evaluate", "--models", "alexnet2014", "--batch-size", "2",
                        "--rounds", "1", "--batches", "1")
     assert code == 0 and "torchvision alexnet (fp32, eager, NCHW)" in out
-    assert "alexnet2014 (" in out and out.rstrip().endswith("x")
+    assert "alexnet2014 (fp32, eager, NCHW)" in out and out.rstrip().endswith("torchvision")

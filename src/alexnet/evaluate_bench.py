@@ -1,7 +1,8 @@
 """``alexnet bench evaluate``: images/s of batched evaluation, ours vs the plain way, one run.
 
-Baseline: ``torchvision.models.alexnet`` in fp32, eager, NCHW, fed float batches that are
-already normalised and cropped (so the baseline does less work than the candidates). The
+Baselines: ``torchvision.models.alexnet`` and each of our models in fp32, eager, NCHW, fed
+float batches that are already normalised and cropped (so they do less work than the
+candidates). The
 candidates are what ``alexnet evaluate`` runs: a ``ScoringModel`` taking uint8
 ``(B, 256, 256, 3)`` batches, cutting the centre (or 10) views on the fly, channels_last,
 bf16 autocast where the CPU/GPU has it. Rounds interleave baseline and candidates so the load
@@ -10,6 +11,7 @@ of a shared machine hits them alike; each figure is the median over rounds.
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 from collections.abc import Callable
@@ -53,10 +55,13 @@ class EvalBenchResult:
                  f"interleaved rounds x {c.batches} batches:",
                  f"  {'torchvision alexnet (fp32, eager, NCHW)':<44} {baseline:8.1f} images/s"]
         for name in self.images_per_s:
-            if name != "torchvision":
-                rate = self.median(name)
-                label = f"{name} ({self.precision}, channels_last, uint8 in)"
-                lines.append(f"  {label:<44} {rate:8.1f} images/s  {rate / baseline:5.2f}x")
+            if name == "torchvision" or name.endswith(" plain"):
+                continue
+            plain, rate = self.median(f"{name} plain"), self.median(name)
+            lines.append(f"  {name + ' (fp32, eager, NCHW)':<44} {plain:8.1f} images/s")
+            label = f"{name} ({self.precision}, channels_last, uint8 in)"
+            lines.append(f"  {label:<44} {rate:8.1f} images/s  {rate / plain:5.2f}x the plain "
+                         f"{name}, {rate / baseline:5.2f}x torchvision")
         return "\n".join(lines)
 
 
@@ -73,13 +78,20 @@ def run_eval_bench(config: EvalBenchConfig) -> EvalBenchResult:
             for _ in range(views):
                 baseline(floats).softmax(dim=1).cpu()
 
+    def run_plain(model: torch.nn.Module) -> None:
+        with torch.inference_mode():
+            for _ in range(views):
+                model(floats).softmax(dim=1).cpu()
+
     variants: dict[str, Callable[[], None]] = {"torchvision": run_baseline}
     precision = "fp32"
     for name in config.models:
-        info = Checkpoint(name, {"num_classes": config.num_classes}, [str(i) for i in range(config.num_classes)],
-                          [str(i) for i in range(config.num_classes)], torchvision_preprocess())
-        scorer = ScoringModel(LoadedModel(create_model(name, num_classes=config.num_classes), info, name),
-                              device, config.precision)
+        classes = [str(i) for i in range(config.num_classes)]
+        info = Checkpoint(name, {"num_classes": config.num_classes}, classes, classes, torchvision_preprocess())
+        model = create_model(name, num_classes=config.num_classes).eval().to(device)
+        # the same network the plain way: fp32, NCHW, float batches ready
+        variants[f"{name} plain"] = lambda model=model: run_plain(model)  # type: ignore[misc]
+        scorer = ScoringModel(LoadedModel(copy.deepcopy(model), info, name), device, config.precision)
         precision = scorer.precision
         variants[name] = lambda scorer=scorer: scorer.probabilities(images, config.views)  # type: ignore[misc]
     for run in variants.values():  # warm-up: oneDNN primitives, allocator
