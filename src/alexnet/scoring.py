@@ -202,7 +202,8 @@ def map_classes(model: LoadedModel, data_classes: Sequence[str], data_name: str,
     unknown = [name for name in data_classes if name not in index]
     if unknown:
         raise AlexNetError(
-            f"{model.name} has {len(model_classes)} classes but {data_name} has {len(data_classes)}, "
+            f"{model.info.path or model.name} has {len(model_classes)} classes but {data_name} has "
+            f"{len(data_classes)}, "
             f"{len(unknown)} of them unknown to the model (e.g. {unknown[0]!r}); "
             f"evaluate on data with the classes the model was trained on"
         )
