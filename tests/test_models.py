@@ -233,6 +233,36 @@ def test_lrn_paper_formula_needs_alpha_times_n() -> None:
     assert not torch.allclose(local_response_norm(a, 5, 1e-4, 0.75, 2.0), literal)
 
 
+@pytest.mark.parametrize(("size", "groups"), [(5, 1), (5, 2), (4, 1), (3, 3)])
+def test_lrn_hand_written_gradient_is_exact(size: int, groups: int) -> None:
+    # The training path uses a custom backward (_LocalResponseNormFunction); gradcheck
+    # compares it with finite differences in float64. An even size makes the band
+    # asymmetric, so a backward that forgot to transpose it would fail here.
+    torch.manual_seed(4)
+    a = (torch.randn(2, 12, 4, 3, dtype=torch.float64) * 40).requires_grad_()
+    assert torch.autograd.gradcheck(
+        lambda t: local_response_norm(t, size, 1e-4, 0.75, 2.0, groups), (a,))
+    assert local_response_norm(a, size, groups=groups).grad_fn is not None
+    with torch.no_grad():  # inference takes the plain formula: same values
+        torch.testing.assert_close(local_response_norm(a, size, groups=groups),
+                                   lrn_by_loops(a, size, 1e-4, 0.75, 2.0) if groups == 1
+                                   else local_response_norm(a.detach(), size, groups=groups))
+
+
+def test_lrn_hand_written_gradient_matches_autograd_in_bf16() -> None:
+    torch.manual_seed(5)
+    a = (torch.randn(2, 96, 7, 7) * 30).to(torch.bfloat16).contiguous(
+        memory_format=torch.channels_last)
+    upstream = torch.randn_like(a)
+    fast = a.clone().requires_grad_()
+    local_response_norm(fast, groups=2).backward(upstream)
+    reference = a.float().requires_grad_()
+    nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(reference[:, :48]).backward(upstream[:, :48].float())
+    nn.LocalResponseNorm(5, 1e-4, 0.75, 2.0)(reference[:, 48:]).backward(upstream[:, 48:].float())
+    assert fast.grad is not None and reference.grad is not None
+    torch.testing.assert_close(fast.grad.float(), reference.grad, rtol=3e-2, atol=3e-2)
+
+
 def test_lrn_in_bf16_channels_last_is_close_to_fp32() -> None:
     torch.manual_seed(3)
     a = torch.randn(2, 96, 11, 11) * 30
