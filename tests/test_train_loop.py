@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pytest
@@ -237,3 +238,18 @@ def test_training_sgd_is_fused_and_equals_torch_default_sgd() -> None:
     for a, b in zip(fast, plain, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
     assert not torch.equal(fast[0], start[0])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("g++") is None and shutil.which("c++") is None,
+                    reason="torch.compile on a CPU needs a C++ compiler")
+def test_compiled_training_learns_and_saves_plain_weights(store: Path, tmp_path: Path) -> None:
+    # --compile wraps the model in torch.compile (LRN's custom backward included); the
+    # checkpoint must still hold the plain module's names and load into a fresh model.
+    result = train(tiny_config(store, tmp_path / "run", compile=True, epochs=1,
+                               ten_crop_final=False))
+    assert math.isfinite(result.val["top1_error"])
+    checkpoint = read_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert not any(k.startswith(("module.", "_orig_mod.")) for k in checkpoint["model"])
+    model, _ = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
+    assert_same_weights(model.state_dict(), checkpoint["model"])
