@@ -242,11 +242,29 @@ def test_lrn_hand_written_gradient_is_exact(size: int, groups: int) -> None:
     a = (torch.randn(2, 12, 4, 3, dtype=torch.float64) * 40).requires_grad_()
     assert torch.autograd.gradcheck(
         lambda t: local_response_norm(t, size, 1e-4, 0.75, 2.0, groups), (a,))
-    assert local_response_norm(a, size, groups=groups).grad_fn is not None
-    with torch.no_grad():  # inference takes the plain formula: same values
-        torch.testing.assert_close(local_response_norm(a, size, groups=groups),
-                                   lrn_by_loops(a, size, 1e-4, 0.75, 2.0) if groups == 1
-                                   else local_response_norm(a.detach(), size, groups=groups))
+    trained = local_response_norm(a, size, groups=groups)
+    assert type(trained.grad_fn).__name__ == "_LocalResponseNormFunctionBackward"
+    # inference takes the plain formula (no custom Function): the same values as the loops,
+    # tower by tower
+    per_tower = torch.cat([lrn_by_loops(t, size, 1e-4, 0.75, 2.0)
+                           for t in a.detach().chunk(groups, dim=1)], dim=1)
+    with torch.no_grad():
+        plain = local_response_norm(a, size, groups=groups)
+    assert plain.grad_fn is None
+    torch.testing.assert_close(plain, per_tower, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(trained.detach(), per_tower, rtol=1e-10, atol=1e-10)
+
+
+def test_lrn_in_fp16_does_not_overflow() -> None:
+    # fp16 autocast (GPUs without bf16): a^2 overflows above 256, which must not give NaN
+    a = torch.tensor([300.0, -280.0, 5.0, 0.0]).view(1, 4, 1, 1).repeat(2, 1, 3, 3)
+    expected = lrn_by_loops(a.double(), 5, 1e-4, 0.75, 2.0)
+    half = a.half().requires_grad_()
+    out = local_response_norm(half)
+    out.float().sum().backward()
+    assert out.dtype == torch.float16 and half.grad is not None
+    assert torch.isfinite(half.grad).all()
+    torch.testing.assert_close(out.double(), expected, rtol=2e-3, atol=1e-2)
 
 
 def test_lrn_hand_written_gradient_matches_autograd_in_bf16() -> None:

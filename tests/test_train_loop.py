@@ -3,6 +3,7 @@ fine-tuning. Everything runs in-process on the CPU in a few seconds."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import shutil
@@ -216,6 +217,7 @@ def test_training_sgd_is_fused_and_equals_torch_default_sgd() -> None:
     from alexnet.train.step import sgd
 
     torch.manual_seed(0)
+    groups_given: list[dict[str, object]] = []
     start = [torch.randn(64, 32), torch.randn(32), torch.randn(10, 64)]
     grads = [[torch.randn_like(p) for p in start] for _ in range(3)]
 
@@ -223,6 +225,7 @@ def test_training_sgd_is_fused_and_equals_torch_default_sgd() -> None:
         params = [torch.nn.Parameter(p.clone()) for p in start]
         groups = [{"params": params[:2], "weight_decay": 5e-4},
                   {"params": params[2:], "weight_decay": 0.0, "lr": 0.02}]
+        groups_given.extend(groups)
         options = {"lr": 0.01, "momentum": 0.9, "nesterov": True}
         optimizer = sgd(groups, **options) if make is None else make(groups, **options)
         for step_grads in grads:
@@ -232,6 +235,7 @@ def test_training_sgd_is_fused_and_equals_torch_default_sgd() -> None:
         return [p.detach() for p in params], optimizer
 
     fast, optimizer = run(None)
+    assert not any("fused" in group or "foreach" in group for group in groups_given)
     plain, _ = run(torch.optim.SGD)
     if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 5):
         assert optimizer.defaults["fused"] is True
@@ -253,3 +257,56 @@ def test_compiled_training_learns_and_saves_plain_weights(store: Path, tmp_path:
     assert not any(k.startswith(("module.", "_orig_mod.")) for k in checkpoint["model"])
     model, _ = load_model(tmp_path / "run" / "checkpoints" / "last.pt")
     assert_same_weights(model.state_dict(), checkpoint["model"])
+
+
+def test_training_optimizer_is_fused_and_resumes_any_checkpoint_exactly(tmp_path: Path) -> None:
+    # The loop's optimizer uses the fused kernel; a checkpoint from a plain (foreach) SGD, or
+    # with momentum buffers in another memory layout (a resume that changes --channels-last),
+    # must resume fused and continue with plain SGD's arithmetic.
+    from alexnet.train.loop import _optimizer
+    from alexnet.train.step import load_optimizer_state
+
+    config = tiny_config(tmp_path, tmp_path / "run")
+    torch.manual_seed(0)
+    model = create_model("alexnet2012", width=0.125, num_classes=4)
+    nchw = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(4, 3, 64, 64)
+
+    def loss_step(net: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor
+                  ) -> None:
+        optimizer.zero_grad()
+        net(inputs).logsumexp(1).mean().backward()
+        optimizer.step()
+
+    net_a = create_model("alexnet2012", width=0.125, num_classes=4).eval()
+    net_a.load_state_dict(nchw)
+    plain = torch.optim.SGD([{k: v for k, v in group.items() if k not in ("fused", "foreach")}
+                             for group in _optimizer(net_a, config).param_groups])
+    assert not plain.defaults.get("fused")
+    loss_step(net_a, plain, x)  # NCHW momentum buffers, no fused flag
+    saved = plain.state_dict()
+
+    def channels_last_copy() -> torch.nn.Module:
+        net = create_model("alexnet2012", width=0.125, num_classes=4).eval()
+        net.load_state_dict(net_a.state_dict())
+        return net.to(memory_format=torch.channels_last)
+
+    net_b, net_c = channels_last_copy(), channels_last_copy()
+    resumed = _optimizer(net_b, config)
+    if tuple(int(v) for v in torch.__version__.split(".")[:2]) >= (2, 5):
+        assert resumed.defaults["fused"] is True
+    load_optimizer_state(resumed, copy.deepcopy(saved))  # as if read from disk: no sharing
+    assert all(group.get("fused") == resumed.defaults.get("fused")
+               for group in resumed.param_groups)
+    conv = net_b.features.conv2.weight
+    assert resumed.state[conv]["momentum_buffer"].stride() == conv.stride()
+    reference = torch.optim.SGD([{k: v for k, v in group.items() if k not in ("fused", "foreach")}
+                                 for group in _optimizer(net_c, config).param_groups])
+    reference.load_state_dict(copy.deepcopy(saved))  # plain SGD copes with any layout
+
+    x_last = x.contiguous(memory_format=torch.channels_last)
+    for _ in range(2):
+        loss_step(net_b, resumed, x_last)
+        loss_step(net_c, reference, x_last)
+    for (name, b), c in zip(net_b.state_dict().items(), net_c.state_dict().values(), strict=True):
+        torch.testing.assert_close(b, c, rtol=1e-5, atol=1e-6, msg=lambda m, n=name: f"{n}: {m}")

@@ -47,6 +47,9 @@ def local_response_norm(
     backward 2.0x / 1.6x faster at conv1's / conv2's shapes than autograd through the same
     formula (batch 128, bf16, 2-core AMX CPU; ``alexnet bench train`` shows the whole step).
     """
+    if x.dtype == torch.float16:  # x * x overflows fp16 above 256: inf * 0 in the band -> NaN
+        with torch.autocast(x.device.type, enabled=False):
+            return local_response_norm(x.float(), size, alpha, beta, k, groups).half()
     # alpha / size and k ride in the 1x1 convolution's weight and bias: two elementwise
     # passes fewer over the largest activations (in bf16 the scale is rounded like every
     # other bf16 value, ~0.2%, a term that is small beside k anyway)

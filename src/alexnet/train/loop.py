@@ -45,7 +45,13 @@ from alexnet.train.config import TrainConfig
 from alexnet.train.data import open_training_data
 from alexnet.train.metrics import Console, MetricsLog, use_progress_bar
 from alexnet.train.schedule import LearningRate
-from alexnet.train.step import TrainStep, autocast_dtype, configure_determinism, sgd
+from alexnet.train.step import (
+    TrainStep,
+    autocast_dtype,
+    configure_determinism,
+    load_optimizer_state,
+    sgd,
+)
 
 # Config fields that fix what a checkpoint is: resuming with other values would silently
 # train something else, so they must match (the schedule and logging may change).
@@ -160,7 +166,7 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
         path, checkpoint = resumed
         state = checkpoint["training"]
         unwrap(model).load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        load_optimizer_state(optimizer, state["optimizer"])
         schedule.load_state_dict(state["schedule"])
         scaler.load_state_dict(state["scaler"])
         train_loader.load_state_dict(state["loader"])

@@ -57,16 +57,47 @@ def configure_determinism(deterministic: bool, device: torch.device) -> None:
 
 
 def sgd(param_groups: list[dict[str, Any]], **options: Any) -> torch.optim.SGD:
-    """torch's SGD with its fused kernel where this torch and device have one.
+    """torch's SGD with its fused kernel where this torch has one for the parameters' devices.
 
     Fused: one pass over each weight for decay + momentum + update instead of several
     foreach passes; on the 2-core AMX CPU a step of alexnet2012's 61M weights took 404 ms
     with foreach and 94 ms fused. The same arithmetic, so the recipe (§5) is unchanged.
     """
-    try:
-        return torch.optim.SGD(param_groups, fused=True, **options)
-    except (RuntimeError, TypeError, ValueError):  # older torch, or a device without the kernel
-        return torch.optim.SGD(param_groups, **options)
+    groups = [dict(group) for group in param_groups]  # SGD writes its defaults into them
+    if _fused_kernel_for(groups):
+        options = {**options, "fused": True}
+    return torch.optim.SGD(groups, **options)
+
+
+def _fused_kernel_for(groups: list[dict[str, Any]]) -> bool:
+    # torch checks the devices only at the first step(), so decide here instead of failing there
+    supported = getattr(torch.utils._foreach_utils, "_get_fused_kernels_supported_devices", None)
+    if supported is None:
+        return False
+    devices = supported()
+    return all(p.device.type in devices and p.is_floating_point()
+               for group in groups for p in group["params"])
+
+
+def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """``optimizer.load_state_dict`` for a resume that may differ in kernel or memory layout.
+
+    load_state_dict copies the saved groups' ``fused`` / ``foreach`` flags over the ones this
+    machine chose (an old foreach checkpoint would resume 4x slower; a fused one could force
+    a kernel this device lacks), so they are put back. Momentum buffers get the layout of
+    their parameters: the fused CPU kernel computes wrong updates when a buffer is NCHW and
+    its weight channels_last (a resume with a different --channels-last).
+    """
+    kernel_flags = [{key: group.get(key) for key in ("fused", "foreach")}
+                    for group in optimizer.param_groups]
+    optimizer.load_state_dict(state)
+    for group, flags in zip(optimizer.param_groups, kernel_flags, strict=True):
+        group.update(flags)
+        for parameter in group["params"]:
+            buffer = optimizer.state.get(parameter, {}).get("momentum_buffer")
+            if buffer is not None and buffer.stride() != parameter.stride():
+                optimizer.state[parameter]["momentum_buffer"] = (
+                    torch.empty_like(parameter).copy_(buffer))
 
 
 class TrainStep:
