@@ -11,7 +11,7 @@ Scales, shared by the experiments below:
   Imagenette epoch with validation; cifar_18pct ~2,400 images/s, ~23 s per CIFAR-10 epoch)
   with room for a shared machine: 15 epochs for two arms, 8 for depth's five and the
   ensemble's three seeds, 20 for ten-crop's single run, 25 per arm for lrn and 55 for
-  cifar10-18pct (the recipe's 140 would take ~55 minutes). Effects measured on 10 classes and
+  cifar10-18pct (the recipe's 140 would take about an hour). Effects measured on 10 classes and
   tiny images need not have the paper's size; the verdict says when they cannot be resolved.
 - ``paper``: the ImageNet-sized run for a GPU machine: the ``paper`` preset (alexnet2012,
   256 px / 224 crops, §5's recipe, 90 epochs) on ILSVRC-2012; pass ``--data``.
@@ -241,7 +241,7 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
         variants=(Variant("cifar_18pct", {}),),
         comparisons=(Comparison("cifar_18pct", "cifar_18pct", 18.0, "18% test error"),),
         scales={
-            # the recipe's 120 + 10 + 10 epochs take ~55 min here; the same schedule shape,
+            # the recipe's 120 + 10 + 10 epochs take about an hour here; the same schedule shape,
             # cut so that it fits 30 minutes
             "small": Scale("the cifar10-18pct recipe cut to 55 epochs (lr / 10 at 45 and 50)",
                            "cifar10-18pct",
