@@ -62,7 +62,7 @@ def local_response_norm(
 
 def _window_band(
     channels: int, size: int, groups: int, device: torch.device, dtype: torch.dtype,
-    scale: float = 1.0,
+    scale: float,
 ) -> torch.Tensor:
     """(C, C, 1, 1) weight: output channel i sums input channels j in i's window, x scale."""
     index = torch.arange(channels, device=device)

@@ -85,8 +85,9 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, state: dict[str, Any]
     load_state_dict copies the saved groups' ``fused`` / ``foreach`` flags over the ones this
     machine chose (an old foreach checkpoint would resume 4x slower; a fused one could force
     a kernel this device lacks), so they are put back. Momentum buffers get the layout of
-    their parameters: the fused CPU kernel computes wrong updates when a buffer is NCHW and
-    its weight channels_last (a resume with a different --channels-last).
+    their parameters, so a resume that changes --channels-last never hands the fused kernel
+    mixed layouts (a review saw wrong fused updates with them; our own check with the
+    gradient in the weight's layout did not reproduce that, so this is a precaution).
     """
     kernel_flags = [{key: group.get(key) for key in ("fused", "foreach")}
                     for group in optimizer.param_groups]
