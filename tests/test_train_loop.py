@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import os
 import shutil
 from pathlib import Path
 
@@ -131,6 +132,17 @@ def test_newest_corrupt_checkpoint_falls_back_to_an_older_valid_one(store: Path,
     (run / "checkpoints" / "last.pt").unlink()
     (run / "checkpoints" / "last.pt").write_bytes(b"garbage")
     path, data = folder.newest_valid()
+    assert path.name == "step-0000002.pt" and data["training"]["step"] == 2
+
+
+def test_a_step_file_newer_than_last_pt_wins(store: Path, tmp_path: Path) -> None:
+    # a kill after step-2.pt is written but before last.pt is re-linked to it
+    run = tmp_path / "run"
+    train(tiny_config(store, run, max_steps=2, checkpoint_every_steps=1), log=lambda _: None)
+    checkpoints = run / "checkpoints"
+    (checkpoints / "last.pt").unlink()
+    os.link(checkpoints / "step-0000001.pt", checkpoints / "last.pt")
+    path, data = RunFolder(run).newest_valid()
     assert path.name == "step-0000002.pt" and data["training"]["step"] == 2
 
 

@@ -61,20 +61,33 @@ class RunFolder:
         return self.last.exists() or bool(self.step_files())
 
     def newest_valid(self) -> tuple[Path, dict[str, Any]] | None:
-        """The newest checkpoint that reads completely (last.pt first), with its contents."""
-        candidates = [self.last, *reversed(self.step_files())]
-        problems = []
-        for path in candidates:
-            if not path.exists():
-                continue
+        """The checkpoint with the highest step that reads completely, with its contents.
+
+        last.pt is read first, but a step file newer than it wins: a kill between writing
+        step-N.pt and re-linking last.pt to it must not lose step N.
+        """
+        problems: list[str] = []
+
+        def read(path: Path) -> dict[str, Any] | None:
             try:
                 data = read_checkpoint(path)
             except AlexNetError as error:  # truncated or foreign: try the next older one
                 problems.append(str(error))
-                continue
+                return None
             if "training" in data and data["training"].get("step") is not None:
-                return path, data
+                return data
             problems.append(f"{path} has no training state")
+            return None
+
+        last = read(self.last) if self.last.exists() else None
+        last_step = last["training"]["step"] if last is not None else -1
+        for path in reversed(self.step_files()):
+            if int(STEP_FILE.match(path.name).group(1)) <= last_step:  # type: ignore[union-attr]
+                break
+            if (data := read(path)) is not None:
+                return path, data
+        if last is not None:
+            return self.last, last
         if problems:
             raise AlexNetError(f"no usable checkpoint in {self.checkpoints}: {problems[0]}; "
                                "start over with --fresh")
