@@ -13,6 +13,7 @@ import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 
+from alexnet.allocator import reuse_freed_memory
 from alexnet.errors import AlexNetError
 
 # Subcommands register themselves here: name -> (help, add_arguments, run)
@@ -86,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    reuse_freed_memory()  # before any large tensor: see alexnet/allocator.py
     try:
         return COMMANDS[args.command][2](args) or 0
     except AlexNetError as error:

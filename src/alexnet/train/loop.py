@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from alexnet.allocator import reuse_freed_memory
 from alexnet.checkpoint import Checkpoint, unwrap
 from alexnet.data.augment import AugmentConfig, EvalTransform, TrainAugment
 from alexnet.data.loader import StoreLoader
@@ -86,6 +87,7 @@ def train(config: TrainConfig, *, fresh: bool = False, log: Callable[[str], None
     ``fresh``. Works the same from a notebook and from ``alexnet train`` / torchrun."""
     start_time = time.time()
     config.validate()
+    reuse_freed_memory()  # ~1.7x faster steps on CPU: see alexnet/allocator.py
     device = dist_utils.rank_device(config.device)
     world = dist_utils.init_distributed(device)
     try:
