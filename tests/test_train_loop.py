@@ -17,7 +17,7 @@ from alexnet.checkpoint import load_model, read_checkpoint
 from alexnet.errors import AlexNetError
 from alexnet.export import load_safetensors
 from alexnet.models import create_model
-from alexnet.train import train
+from alexnet.train import loop, train
 from alexnet.train.checkpointing import RunFolder, load_matching_weights, starting_weights
 from alexnet.train.metrics import EPOCH_KEYS, STEP_KEYS
 from train_helpers import assert_same_weights, make_store, tiny_config, weights_of
@@ -144,6 +144,33 @@ def test_a_step_file_newer_than_last_pt_wins(store: Path, tmp_path: Path) -> Non
     os.link(checkpoints / "step-0000001.pt", checkpoints / "last.pt")
     path, data = RunFolder(run).newest_valid()
     assert path.name == "step-0000002.pt" and data["training"]["step"] == 2
+
+
+def test_resuming_from_a_newer_step_file_relinks_last_and_best(store: Path, tmp_path: Path) -> None:
+    # a kill after the last epoch's step-3.pt (the best so far) was written, before the links
+    run = tmp_path / "run"
+    config = tiny_config(store, run, epochs=1, checkpoint_every_steps=1)
+    train(config, log=lambda _: None)
+    checkpoints = run / "checkpoints"
+    newest, older = checkpoints / "step-0000003.pt", checkpoints / "step-0000002.pt"
+    for link in ("last.pt", "best.pt"):
+        (checkpoints / link).unlink()
+        os.link(older, checkpoints / link)
+    (run / "model.safetensors").unlink()
+    train(config, log=lambda _: None)
+    assert os.path.samefile(checkpoints / "last.pt", newest)
+    assert os.path.samefile(checkpoints / "best.pt", newest)
+    exported = load_safetensors(run / "model.safetensors")[0].state_dict()
+    assert_same_weights(weights_of(newest), {k: exported[k] for k in weights_of(newest)})
+
+
+def test_train_keeps_freed_memory_while_it_runs_and_hands_it_back_at_the_end(
+        store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[str] = []
+    monkeypatch.setattr(loop, "reuse_freed_memory", lambda: calls.append("reuse"))
+    monkeypatch.setattr(loop, "release_freed_memory", lambda: calls.append("release"))
+    train(tiny_config(store, tmp_path / "run", max_steps=1), log=lambda _: calls.append("log"))
+    assert calls[0] == "reuse" and calls[-1] == "release" and "log" in calls
 
 
 def test_only_the_newest_checkpoints_are_kept(store: Path, tmp_path: Path) -> None:

@@ -9,14 +9,18 @@ anew. PyTorch's CUDA allocator caches for the same reason; its CPU allocator doe
 Measured with ``alexnet bench train --rounds 2 --steps 2 --warmup 1`` on the 2-core AMX CPU
 (``ALEXNET_MALLOC=system`` turns this off): torchvision fp32 49.5 -> 59.4 images/s,
 alexnet2012 bf16 73.5 -> 123.3, alexnet2014 184.1 -> 236.1. The cost: the process keeps its
-peak heap until it exits, as a caching allocator does.
+peak heap while it trains, as a caching allocator does; ``train`` hands it back at the end
+(``release_freed_memory``).
 
-Done with ``mallopt`` on glibc (Linux); elsewhere, or when another allocator (jemalloc,
-tcmalloc) is preloaded, it changes nothing.
+Done with ``mallopt`` on glibc (Linux); elsewhere it changes nothing. It governs the main
+thread's heap, where the training step allocates: other threads' pools still map blocks over
+64 MiB. With jemalloc or tcmalloc preloaded, those allocators manage memory their own way
+(glibc's settings, or tcmalloc's no-op ``mallopt``, do not matter then).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -50,3 +54,12 @@ def reuse_freed_memory() -> bool:
     # trim threshold of -1, which glibc reads as SIZE_MAX: the freed top is never returned
     _applied = mallopt(M_MMAP_MAX, 0) == 1 and mallopt(M_TRIM_THRESHOLD, -1) == 1
     return _applied
+
+
+def release_freed_memory() -> None:
+    """Hand the heap's free memory back to the OS (glibc ``malloc_trim``; works with trimming
+    off). For the end of a run: a notebook that trained keeps only what it still uses."""
+    if not _applied:
+        return
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)

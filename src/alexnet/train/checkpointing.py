@@ -93,13 +93,24 @@ class RunFolder:
                                "start over with --fresh")
         return None
 
+    def point_at(self, path: Path, data: dict[str, Any]) -> None:
+        """Re-link last.pt (and best.pt, if ``path`` was saved as the best) to ``path``, the
+        checkpoint a resume starts from: a kill after step-N.pt was written but before the
+        links were leaves them at an older step, and the final weights come from best.pt."""
+        if path == self.last:
+            return
+        targets = [self.last, *([self.best] if data["training"].get("best") else [])]
+        for target in targets:
+            if not (target.exists() and os.path.samefile(path, target)):
+                _link_over(path, target)
+
     # ---- writing -----------------------------------------------------------------------
 
     def save(self, model: nn.Module, info: Checkpoint, training: dict[str, Any], step: int,
              keep: int, best: bool) -> Path:
         """Write step-NNNNNNN.pt, point last.pt (and best.pt) at it, drop old step files."""
         path = self.checkpoints / f"step-{step:07d}.pt"
-        save_checkpoint(path, model, info, training)
+        save_checkpoint(path, model, info, {**training, "best": best})
         _link_over(path, self.last)
         if best:
             _link_over(path, self.best)
