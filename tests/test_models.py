@@ -13,7 +13,7 @@ from torch import nn
 
 from alexnet import AlexNetError, create_model, list_models
 from alexnet.cli import main
-from alexnet.models import MODELS, model_options
+from alexnet.models import MODELS, layers, model_options
 from alexnet.models.init import INIT_SCHEMES
 from alexnet.models.layers import local_response_norm, same_map_response_norm
 
@@ -253,6 +253,49 @@ def test_lrn_hand_written_gradient_is_exact(size: int, groups: int) -> None:
     assert plain.grad_fn is None
     torch.testing.assert_close(plain, per_tower, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(trained.detach(), per_tower, rtol=1e-10, atol=1e-10)
+
+
+@pytest.fixture
+def fused_lrn(monkeypatch: pytest.MonkeyPatch) -> layers._FusedKernels:
+    """The fused (torch.compile'd) LRN kernels for every size, fresh for this test."""
+    kernels = layers._FusedKernels()
+    monkeypatch.setattr(layers, "_FUSED", kernels)
+    monkeypatch.setattr(layers, "FUSE_MIN_ELEMENTS", 0)
+    return kernels
+
+
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+def test_lrn_fused_kernels_give_the_formula_and_its_gradient(fused_lrn: layers._FusedKernels,
+                                                             beta: float) -> None:
+    # large CPU tensors take compiled kernels (float32 math, s^-0.75 from square roots);
+    # they must match float64 autograd through the plain formula, towers and edges included
+    torch.manual_seed(6)
+    a = (torch.randn(2, 16, 5, 6) * 40).contiguous(memory_format=torch.channels_last)
+    upstream = torch.randn_like(a)
+    fast = a.clone().requires_grad_()
+    out = local_response_norm(fast, 5, 1e-4, beta, 2.0, groups=2)
+    out.backward(upstream)
+    assert fused_lrn.compiled is not None and fused_lrn.failed is None
+    reference = a.double().requires_grad_()
+    expected = torch.cat([lrn_by_loops(t, 5, 1e-4, beta, 2.0) for t in reference.chunk(2, dim=1)], 1)
+    expected.backward(upstream.double())
+    torch.testing.assert_close(out.double(), expected.detach(), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fast.grad.double(), reference.grad, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():  # inference uses the fused forward too
+        torch.testing.assert_close(local_response_norm(a, 5, 1e-4, beta, 2.0, groups=2), out.detach())
+
+
+def test_lrn_falls_back_to_eager_when_compiling_fails(fused_lrn: layers._FusedKernels,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_compiler(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("no C++ compiler")
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    a = torch.randn(2, 8, 3, 3) * 40
+    with pytest.warns(RuntimeWarning, match="fused kernels unavailable here .*no C\\+\\+ compiler"):
+        out = local_response_norm(a)
+    assert fused_lrn.failed is not None and not fused_lrn.wanted(a)
+    torch.testing.assert_close(out, lrn_by_loops(a.double(), 5, 1e-4, 0.75, 2.0).float())
 
 
 def test_lrn_in_fp16_does_not_overflow() -> None:
