@@ -281,8 +281,9 @@ def test_lrn_fused_kernels_give_the_formula_and_its_gradient(fused_lrn: layers._
     expected.backward(upstream.double())
     torch.testing.assert_close(out.double(), expected.detach(), rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fast.grad.double(), reference.grad, rtol=1e-5, atol=1e-5)
-    with torch.no_grad():  # inference uses the fused forward too
+    with torch.inference_mode():  # inference (evaluate, predict) uses the fused forward too
         torch.testing.assert_close(local_response_norm(a, 5, 1e-4, beta, 2.0, groups=2), out.detach())
+    assert fused_lrn.failed is None
 
 
 def test_lrn_falls_back_to_eager_when_compiling_fails(fused_lrn: layers._FusedKernels,
