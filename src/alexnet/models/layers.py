@@ -84,7 +84,9 @@ def _window_band(
 
 def _exporting() -> bool:
     """Tracing for ONNX / TorchScript records the plain ops, not the custom backward."""
-    return torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+    exporting = getattr(torch.compiler, "is_exporting", lambda: False)()  # torch >= 2.6
+    return (torch.jit.is_tracing() or torch.jit.is_scripting() or torch.onnx.is_in_onnx_export()
+            or exporting)
 
 
 class _LocalResponseNormFunction(torch.autograd.Function):
@@ -179,8 +181,13 @@ class _FusedKernels:
         self.failed: str | None = None  # why compiling failed here
 
     def wanted(self, x: torch.Tensor) -> bool:
-        return (x.device.type == "cpu" and x.numel() >= FUSE_MIN_ELEMENTS and self.failed is None
-                and not _exporting() and not torch.compiler.is_compiling())
+        # tracers first: under torch.compile / torch.export the size test would add a guard
+        # on a symbolic batch size (and the outer compiler fuses anyway)
+        if (self.failed is not None or x.device.type != "cpu" or _exporting()
+                or torch.compiler.is_compiling()):
+            return False
+        elements = x.numel()
+        return isinstance(elements, int) and elements >= FUSE_MIN_ELEMENTS
 
     def __call__(self, name: str, *args: Any) -> torch.Tensor:
         if self.failed is None:
