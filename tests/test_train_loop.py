@@ -161,7 +161,8 @@ def test_resuming_from_a_newer_step_file_relinks_last_and_best(store: Path, tmp_
     assert os.path.samefile(checkpoints / "last.pt", newest)
     assert os.path.samefile(checkpoints / "best.pt", newest)
     exported = load_safetensors(run / "model.safetensors")[0].state_dict()
-    assert_same_weights(weights_of(newest), {k: exported[k] for k in weights_of(newest)})
+    expected = weights_of(newest)
+    assert_same_weights(expected, {k: exported[k] for k in expected})
 
 
 def test_train_keeps_freed_memory_while_it_runs_and_hands_it_back_at_the_end(

@@ -6,9 +6,9 @@ A training step allocates dozens of such tensors (alexnet2012 at batch 128: conv
 alone is 128x96x55x55 bf16 = 74 MB), so every step page-faults and zero-fills gigabytes
 anew. PyTorch's CUDA allocator caches for the same reason; its CPU allocator does not.
 
-Measured with ``alexnet bench train --rounds 2 --steps 2 --warmup 1`` on the 2-core AMX CPU
-(``ALEXNET_MALLOC=system`` turns this off): torchvision fp32 49.5 -> 59.4 images/s,
-alexnet2012 bf16 73.5 -> 123.3, alexnet2014 184.1 -> 236.1. The cost: the process keeps its
+Measured with ``alexnet bench train`` on the 2-core AMX CPU, off (``ALEXNET_MALLOC=system``)
+-> on: torchvision fp32 52.6 -> 61.0 images/s, alexnet2012 bf16 72.2 -> 150.7, alexnet2014
+179.9 -> 236.8 (docs/training.md). The cost: the process keeps its
 peak heap while it trains, as a caching allocator does; ``train`` hands it back at the end
 (``release_freed_memory``).
 

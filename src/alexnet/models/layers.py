@@ -63,9 +63,10 @@ def local_response_norm(
     bias = torch.full((x.shape[1],), k, device=x.device, dtype=x.dtype)
     if x.requires_grad and torch.is_grad_enabled() and not _exporting():
         return _LocalResponseNormFunction.apply(x, band, bias, beta)
+    s = F.conv2d(x * x, band, bias)  # k + alpha/size * sum x^2
     if _FUSED.wanted(x):
-        return _FUSED("forward", x, F.conv2d(x * x, band, bias), beta)
-    return x * F.conv2d(x * x, band, bias).pow(-beta)  # x * (k + alpha/size * sum x^2)^-beta
+        return _FUSED("forward", x, s, beta)
+    return x * s.pow(-beta)
 
 
 def _window_band(
@@ -122,7 +123,6 @@ class _LocalResponseNormFunction(torch.autograd.Function):
         beta = ctx.beta  # type: ignore[attr-defined]
         if ctx.fused:  # type: ignore[attr-defined]
             x, band, s = ctx.saved_tensors  # type: ignore[attr-defined]
-            grad = grad.contiguous(memory_format=_layout(x))
             spread = F.conv2d(_FUSED("ratio", grad, x, s, beta), band.transpose(0, 1))
             return _FUSED("grad", grad, x, s, spread, beta), None, None, None
         x, band, s, p = ctx.saved_tensors  # type: ignore[attr-defined]
@@ -161,11 +161,6 @@ def _fused_ratio(grad: torch.Tensor, x: torch.Tensor, s: torch.Tensor, beta: flo
 def _fused_grad(grad: torch.Tensor, x: torch.Tensor, s: torch.Tensor, spread: torch.Tensor,
                 beta: float) -> torch.Tensor:
     return (grad.float() * _power(s, beta) - 2.0 * beta * x.float() * spread.float()).to(grad.dtype)
-
-
-def _layout(x: torch.Tensor) -> torch.memory_format:
-    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-    return torch.channels_last if channels_last else torch.contiguous_format
 
 
 _KERNELS: dict[str, Callable[..., torch.Tensor]] = {

@@ -86,9 +86,9 @@ def train(config: TrainConfig, *, fresh: bool = False, log: Callable[[str], None
     """Train as ``config`` says, in ``config.out``; resumes from a checkpoint there unless
     ``fresh``. Works the same from a notebook and from ``alexnet train`` / torchrun.
 
-    Process-wide side effect: glibc malloc keeps freed large blocks from here on (~1.7x
-    faster CPU steps, see alexnet/allocator.py; ``ALEXNET_MALLOC=system`` turns it off); the
-    memory is handed back when training ends."""
+    Process-wide side effect: glibc malloc keeps freed large blocks from here on (~2x faster
+    alexnet2012 CPU steps, see alexnet/allocator.py; ``ALEXNET_MALLOC=system`` turns it off);
+    the memory is handed back when training ends."""
     start_time = time.time()
     config.validate()
     reuse_freed_memory()
