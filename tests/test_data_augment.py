@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from torchvision import transforms
+from torchvision.transforms.v2 import functional as tvf
 
 from alexnet.data.augment import (
     AugmentConfig,
@@ -16,6 +17,9 @@ from alexnet.data.augment import (
     lighting_shift,
     pca_lighting,
     random_crop_flip,
+    random_resized_boxes,
+    resized_crop_grid,
+    resized_crops,
     ten_crop,
 )
 from alexnet.data.store import StoreStats
@@ -207,3 +211,89 @@ def test_mean_image_preprocess_with_a_std_divides() -> None:
     images = batch(2, 16)
     torch.testing.assert_close(EvalTransform.from_preprocess(preprocess)(images),
                                plain(images) / 4.0)
+
+
+# ------------------------------------------------------------- random-resized crops
+
+
+def test_random_resized_boxes_follow_torchvision_ranges() -> None:
+    size, scale = 64, 0.3
+    boxes = random_resized_boxes(20_000, size, scale, torch.Generator().manual_seed(0))
+    top, left, height, width = boxes.T
+    assert boxes.dtype == torch.int64 and boxes.shape == (20_000, 4)
+    assert int(top.min()) == 0 and int(left.min()) == 0  # every position can be drawn
+    assert int((top + height).max()) == size and int((left + width).max()) == size
+    assert bool(((top + height) <= size).all() and ((left + width) <= size).all())
+    area = (height * width).double() / size ** 2
+    ratio = width.double() / height.double()
+    slack = 2.5 / size  # sides are rounded to whole pixels
+    assert float(area.min()) > scale - 2 * slack and float(area.max()) <= 1
+    assert 3 / 4 - slack < float(ratio.min()) < 0.8 and 1.25 < float(ratio.max()) < 4 / 3 + slack
+    whole = (height == size) & (width == size)  # only the fallback (or a square draw) is whole
+    assert 0 < float(whole.double().mean()) < 0.2
+    again = random_resized_boxes(20_000, size, scale, torch.Generator().manual_seed(0))
+    assert torch.equal(boxes, again)
+
+
+@pytest.mark.parametrize("flipped", [False, True])
+def test_resized_crops_equal_torchvision_resized_crop(flipped: bool) -> None:
+    images = batch(3, 40).float()
+    boxes = torch.tensor([[3, 5, 20, 31], [0, 0, 40, 40], [10, 2, 29, 17]])
+    flips = torch.tensor([flipped, flipped, not flipped])
+    views = resized_crops(images, resized_crop_grid(boxes, flips, 40, 24))
+    assert views.shape == (3, 3, 24, 24)
+    for i, (top, left, height, width) in enumerate(boxes.tolist()):
+        expected = tvf.resized_crop(images[i].permute(2, 0, 1), top, left, height, width,
+                                    [24, 24], antialias=False)
+        expected = expected.flip(-1) if flips[i] else expected
+        # equal away from the box's outer half-pixel, where torchvision clamps at the
+        # crop's edge and the batched resample reads the neighbouring image pixels
+        torch.testing.assert_close(views[i, :, 1:-1, 1:-1], expected[:, 1:-1, 1:-1],
+                                   atol=1e-3, rtol=1e-5)
+    whole = resized_crops(images[1:2], resized_crop_grid(boxes[1:2], flips[1:2], 40, 40))[0]
+    source = images[1].permute(2, 0, 1)
+    torch.testing.assert_close(whole, source.flip(-1) if flipped else source, atol=1e-3, rtol=0)
+
+
+@pytest.mark.parametrize("normalization", ["mean_image", "channel"])
+def test_scale_augmentation_is_the_normalised_image_resampled_plus_lighting(
+        normalization: str) -> None:
+    # scale 1: every box is the whole image (no other fits a square at aspect != 1), so at
+    # crop == size each view is exactly (image - mean) / std, mirrored or not, plus one
+    # lighting offset per image and channel
+    stats = fake_stats(16)
+    config = AugmentConfig(crop_size=16, normalization=normalization, resized_crop_scale=1.0)
+    images = batch(64, 16, seed=5)
+    out = TrainAugment(stats, config)(images, torch.Generator().manual_seed(2))
+    assert out.shape == (64, 3, 16, 16) and out.is_contiguous(memory_format=torch.channels_last)
+    if normalization == "mean_image":
+        normalised = images.double() - stats.mean_image.double()
+    else:
+        normalised = (images.double() - stats.channel_mean.double()) / stats.channel_std.double()
+    normalised = normalised.permute(0, 3, 1, 2)
+    mirrored = 0
+    for view, plain in zip(out.double(), normalised, strict=True):
+        difference = view - plain
+        if float((difference - difference.mean((1, 2), keepdim=True)).abs().max()) > 1e-3:
+            difference, mirrored = view - plain.flip(-1), mirrored + 1
+        offset = difference.mean((1, 2), keepdim=True)  # the lighting: constant per channel
+        torch.testing.assert_close(difference, offset.expand_as(difference), atol=1e-3, rtol=0)
+        assert float(offset.abs().max()) > 0
+    assert 16 < mirrored < 48  # about half mirrored
+
+
+def test_scale_augmentation_views_vary_in_scale_and_take_out_and_index() -> None:
+    stats = fake_stats(32)
+    config = AugmentConfig(crop_size=16, lighting_std=0.0, resized_crop_scale=0.1)
+    augment = TrainAugment(stats, config)
+    store = batch(10, 32, seed=1)
+    index = torch.tensor([4, 4, 8, 0])
+    direct = augment(store[index], torch.Generator().manual_seed(3))
+    out = torch.empty(4, 3, 16, 16).contiguous(memory_format=torch.channels_last)
+    indexed = augment(store, torch.Generator().manual_seed(3), out=out, index=index)
+    assert indexed.data_ptr() == out.data_ptr() and torch.equal(direct, indexed)
+    assert not torch.equal(direct[0], direct[1])  # the same image, two different boxes
+    with pytest.raises(AlexNetError, match="channels_last"):
+        augment(store, out=torch.empty(4, 3, 16, 16), index=index)
+    with pytest.raises(AlexNetError, match="resized_crop_scale must be in"):
+        AugmentConfig(resized_crop_scale=1.5)

@@ -128,7 +128,8 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
     configure_determinism(config.deterministic, device)
     batch_per_rank = dist_utils.per_rank_batch(config.batch_size, world)
     augment_config = AugmentConfig(config.crop_size, config.flip, config.pca_lighting,
-                                   config.normalization)
+                                   config.normalization,
+                                   resized_crop_scale=config.resized_crop_scale)
     augment = TrainAugment(train_store.stats, augment_config)
     center = EvalTransform.from_stats(train_store.stats, augment_config, "center")
     # One reader thread keeps up on a CPU (a batch is read and augmented in ~1/20 of a step),
