@@ -219,7 +219,7 @@ PRESETS: dict[str, Preset] = {
          "resized_crop_scale": 0.25, "label_smoothing": 0.1,
          "epochs": 70, "batch_size": 128, "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4,
          "schedule": "cosine", "warmup_epochs": 3.0, "normalization": "mean_image",
-         "pca_lighting": 0.1, "ten_crop_final": True, "val_every_epochs": 2,
+         "pca_lighting": 0.1, "ten_crop_final": True, "val_every_epochs": 5,
          "out": "runs/imagenette-full"},
     ),
     "cifar10-18pct": Preset(
