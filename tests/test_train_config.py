@@ -56,6 +56,7 @@ def test_overrides_are_typed_and_parsed_from_text() -> None:
     ({"weights": "torchvision"}, "model=alexnet2014"),
     ({"towers_on_devices": "cpu,cpu", "model": "alexnet2014"}, "towers_on_devices splits alexnet2012"),
     ({"data": ""}, "no training data"),
+    ({"resized_crop_scale": 1.2}, "resized_crop_scale must be in"),
 ])
 def test_bad_values_are_one_line_errors(overrides: dict, message: str) -> None:
     with pytest.raises(AlexNetError, match=message) as error:

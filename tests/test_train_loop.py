@@ -89,6 +89,19 @@ def test_deterministic_runs_give_identical_curves_and_weights(store: Path, tmp_p
     assert other != losses[0]
 
 
+def test_scale_augmentation_reaches_the_training_views(store: Path, tmp_path: Path) -> None:
+    curves = {}
+    for name, scale in (("fixed", 0.0), ("resized", 0.3), ("resized-again", 0.3)):
+        config = tiny_config(store, tmp_path / name, deterministic=True, epochs=1,
+                             resized_crop_scale=scale)
+        train(config, log=lambda _: None)
+        curves[name] = [r["loss"] for r in _records(tmp_path / name) if r["kind"] == "step"]
+        saved = json.loads((tmp_path / name / "config.json").read_text())
+        assert saved["resized_crop_scale"] == scale
+    assert curves["resized"] == curves["resized-again"]  # seeded like the fixed crops
+    assert curves["resized"] != curves["fixed"]  # the views are not the paper's crops
+
+
 def test_relaunch_resumes_mid_epoch_exactly_and_fresh_starts_over(store: Path, tmp_path: Path) -> None:
     reference = tmp_path / "reference"
     train(tiny_config(store, reference), log=lambda _: None)
