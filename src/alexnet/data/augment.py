@@ -237,11 +237,11 @@ def resized_crop_grid(boxes: torch.Tensor, flips: torch.Tensor, size: int, crop:
 
 
 def resized_crops(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-    """Float (B, S, S, C) images -> (B, C, crop, crop) channels_last, bilinear at ``grid``.
+    """Float (B, S, S, C) images -> contiguous (B, C, crop, crop), bilinear at ``grid``.
 
     One batched ``grid_sample`` (every box has its own size, so no single ``interpolate``
-    call fits; also runs unchanged on a GPU): 40 ms for 128 x 224^2 on 2 CPU cores, about
-    a twentieth of a training step. Border padding clamps at the image edge, as a resize of
+    call fits; also runs unchanged on a GPU): 40 ms for 128 x 224^2 on 2 CPU cores in a
+    one-off timing, about a twentieth of a training step. Border padding clamps at the image edge, as a resize of
     a crop clamps at the crop's; the two differ only in the outermost half-pixel of a box
     that does not touch the image edge.
     """
@@ -378,6 +378,10 @@ class Normalization:
         torch.addcmul(bias, rows, inverse_std.repeat(crop), out=rows)  # x / std + bias / std
         return out
 
+    def inverse_std(self, device: torch.device) -> torch.Tensor:
+        """1 / std (3,) on ``device``."""
+        return self._tensors(device)[1]
+
     def apply_whole(self, images: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """uint8 whole images (B, S, S, 3) -> float32 ``(x - mean) / std`` (B, S, S, 3), the
         mean image unmoved: for views resampled afterwards (random-resized crops), which
@@ -488,7 +492,7 @@ class TrainAugment:
         if config.lighting_std > 0:
             eigval, eigvec = self._eigen(device)
             shift = lighting_shift(batch, eigval, eigvec, config.lighting_std, generator)
-            views.add_((shift * self.normalization._tensors(device)[1])[:, :, None, None])
+            views.add_((shift * self.normalization.inverse_std(device))[:, :, None, None])
         if out is not None:
             _as_nhwc(out, views.permute(0, 2, 3, 1))  # checks its shape, dtype and layout
             return out.copy_(views)
