@@ -8,6 +8,7 @@ import json
 import math
 import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,10 @@ def test_a_run_writes_the_run_folder_contract(store: Path, tmp_path: Path) -> No
     epochs = [r for r in records if r["kind"] == "epoch"]
     assert [r["step"] for r in steps] == [1, 2, 3, 4, 5, 6]
     assert all(tuple(r) == STEP_KEYS for r in steps)
+    for r in steps:  # one step a record here: its 16 views' errors, multiples of 1/16
+        for key in ("train_top1_error", "train_top5_error"):
+            assert 0.0 <= r[key] <= 1.0 and (r[key] * 16) == round(r[key] * 16), key
+    assert any(r["train_top1_error"] > r["train_top5_error"] for r in steps)
     assert [tuple(r) for r in epochs] == [EPOCH_KEYS] * 2 and [r["epoch"] for r in epochs] == [1, 2]
     for r in epochs:
         for key in ("train_top1_error", "train_top5_error", "val_top1_error", "val_top5_error",
@@ -54,6 +59,9 @@ def test_a_run_writes_the_run_folder_contract(store: Path, tmp_path: Path) -> No
             assert 0.0 <= r[key] <= 1.0, key
         assert r["images_per_s"] > 0 and math.isfinite(r["val_loss"])
 
+    # an epoch's checkpoint carries that epoch's metrics record
+    assert read_checkpoint(run / "checkpoints" / "last.pt")["training"]["metrics"] == {
+        k: v for k, v in epochs[-1].items() if k != "kind"}
     config = json.loads((run / "config.json").read_text())
     assert config["model"] == "alexnet2012" and config["crop_size"] == 64
     assert {"versions", "device", "git_commit"} <= set(config)
@@ -87,6 +95,58 @@ def test_deterministic_runs_give_identical_curves_and_weights(store: Path, tmp_p
     train(tiny_config(store, tmp_path / "c", deterministic=True, seed=1), log=lambda _: None)
     other = [r["loss"] for r in _records(tmp_path / "c") if r["kind"] == "step"]
     assert other != losses[0]
+
+
+def test_fresh_with_a_mistyped_input_keeps_the_old_run(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(store, run, epochs=1), log=lambda _: None)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    for mistake in ({"data": str(tmp_path / "no-such-store")},
+                    {"init_from": str(tmp_path / "no-such.pt")},
+                    {"weights_file": str(tmp_path / "no-such.pth"), "weights": "torchvision",
+                     "model": "alexnet2014"}):
+        with pytest.raises(AlexNetError, match="no-such") as error:
+            train(tiny_config(store, run, epochs=1, **mistake), fresh=True, log=lambda _: None)
+        assert "\n" not in str(error.value)
+        assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+        assert (run / "model.safetensors").is_file() and (run / "metrics.jsonl").is_file()
+
+
+def test_resuming_a_checkpoint_taken_at_the_end_of_an_epoch(store: Path, tmp_path: Path) -> None:
+    # max_steps 3 = one whole epoch: the step checkpoint sits at the epoch's last batch,
+    # before its validation (as when a run is killed while it validates)
+    run = tmp_path / "run"
+    first = train(tiny_config(store, run, max_steps=3), log=lambda _: None)
+    assert first.status == "max_steps" and first.steps == 3 and first.epochs == 0
+    result = train(tiny_config(store, run), log=lambda _: None)
+    assert result.status == "finished" and result.epochs == 2 and result.steps == 6
+    epochs = [r for r in _records(run) if r["kind"] == "epoch"]
+    assert [r["epoch"] for r in epochs] == [1, 2] and epochs[0]["lr"] > 0
+
+
+def test_a_stopped_run_already_has_its_best_weights_as_safetensors(store: Path,
+                                                                 tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    result = train(tiny_config(store, run, epochs=3, max_steps=4), log=lambda _: None)
+    assert result.status == "max_steps" and result.epochs == 1
+    exported, _ = load_safetensors(run / "model.safetensors")  # written with best.pt
+    assert_same_weights(exported.state_dict(), weights_of(run / "checkpoints" / "best.pt"))
+
+
+def test_sigterm_during_the_last_validation_stops_before_final_scoring(store: Path,
+                                                                       tmp_path: Path) -> None:
+    run = tmp_path / "run"
+
+    def log(line: str) -> None:  # the epoch line comes right after that epoch's validation
+        if line.startswith("epoch 2/2"):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    stopped = train(tiny_config(store, run, ten_crop_final=True), log=log)
+    assert stopped.status == "stopped" and stopped.stopped_by == "SIGTERM"
+    assert stopped.epochs == 2 and stopped.val_ten_crop is None
+    finished = train(tiny_config(store, run, ten_crop_final=True), log=lambda _: None)
+    assert finished.status == "finished" and finished.steps == 6  # nothing trained again
+    assert finished.val_ten_crop is not None
 
 
 def test_scale_augmentation_reaches_the_training_views(store: Path, tmp_path: Path) -> None:

@@ -103,3 +103,22 @@ def test_training_with_towers_saves_an_ordinary_alexnet2012_checkpoint(store: Pa
     model, info = load_model(run / "checkpoints" / "last.pt")
     assert info.model_name == "alexnet2012"
     assert weights_of(run / "checkpoints" / "last.pt").keys() == model.state_dict().keys()
+
+
+def test_per_layer_settings_reach_the_towers_parameters() -> None:
+    from alexnet.train.config import TrainConfig
+    from alexnet.train.loop import _optimizer
+
+    grouped = create_model("alexnet2012", num_classes=10, width=0.125)
+    towers = TowerParallelAlexNet2012(grouped, ["cpu", "cpu"])
+    named = dict(towers.grouped_named_parameters())
+    assert named.keys() == grouped.state_dict().keys()  # the grouped model's names
+    assert len(list(towers.grouped_named_parameters())) == len(list(towers.parameters()))
+    config = TrainConfig(data="x", layer_weight_decay={"features.conv2.weight": 0.123})
+    decays = {}
+    for group in _optimizer(towers, config).param_groups:
+        for parameter in group["params"]:
+            decays[id(parameter)] = group["weight_decay"]
+    conv2_halves = [tower.lower.conv2.weight for tower in towers.towers]
+    assert [decays[id(p)] for p in conv2_halves] == [0.123, 0.123]
+    assert decays[id(towers.fc8.weight)] == config.weight_decay and decays[id(towers.fc8.bias)] == 0

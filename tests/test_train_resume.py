@@ -75,15 +75,17 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(store: Path, 
     assert "val (centre crop): top-1 error" in resumed.stdout
 
 
-def test_sigterm_writes_a_checkpoint_and_exits_cleanly(store: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_sigterm_or_ctrl_c_writes_a_checkpoint_and_exits_cleanly(
+        store: Path, tmp_path: Path, signum: signal.Signals, code: int) -> None:
     run = tmp_path / "run"
     process = subprocess.Popen(_command(store, run), stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=_environment())
     _wait_for(run / "checkpoints" / "step-0000003.pt", process)
-    process.send_signal(signal.SIGTERM)
+    process.send_signal(signum)
     stdout, stderr = process.communicate(timeout=60)
-    assert process.returncode == 143, stderr
-    assert "Traceback" not in stderr and "stopped by SIGTERM at step" in stderr
+    assert process.returncode == code, stderr  # the shell's 128 + signal number
+    assert "Traceback" not in stderr and f"stopped by {signum.name} at step" in stderr
     data = RunFolder(run).newest_valid()[1]
     assert data["training"]["step"] >= 3
     assert "stopped" in stdout.splitlines()[0]

@@ -96,7 +96,10 @@ def _train(args: argparse.Namespace) -> int:
         config = resolve_config(preset, overrides)
     result = train(config, fresh=args.fresh, preset=preset)
     print(result.summary())
-    return {"stopped": 143}.get(result.status, 0)
+    if result.status != "stopped":
+        return 0
+    # the shell's codes for death by these signals: 128 + 2 (Ctrl-C), 128 + 15 (SIGTERM)
+    return 130 if result.stopped_by == "SIGINT" else 143
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:

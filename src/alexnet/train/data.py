@@ -73,11 +73,7 @@ def store_root(config: TrainConfig, world: dist_utils.Distributed,
         path = Path(data)
         if (path / MANIFEST).is_file():
             return path
-        if not path.exists():
-            raise AlexNetError(f"training data not found: {path} (give a store made by "
-                               "alexnet prepare, an image folder, or torchvision:imagenette)")
-        if not path.is_dir():
-            raise AlexNetError(f"training data {path} is a file; give a folder or a store")
+        check_data_path(path)
         name = path.resolve().name
     else:
         name = data.split(":", 1)[1]
@@ -94,6 +90,15 @@ def store_root(config: TrainConfig, world: dist_utils.Distributed,
             say(report.summary())
     dist_utils.barrier(world)
     return dest
+
+
+def check_data_path(path: Path) -> None:
+    """A one-line error unless ``path`` is a folder (a store or an image folder)."""
+    if not path.exists():
+        raise AlexNetError(f"training data not found: {path} (give a store made by "
+                           "alexnet prepare, an image folder, or torchvision:imagenette)")
+    if not path.is_dir():
+        raise AlexNetError(f"training data {path} is a file; give a folder or a store")
 
 
 def pixel_std(stats: Any) -> float:

@@ -43,7 +43,7 @@ from alexnet.models import create_model
 from alexnet.train import distributed as dist_utils
 from alexnet.train.checkpointing import RunFolder, load_matching_weights, starting_weights
 from alexnet.train.config import TrainConfig
-from alexnet.train.data import open_training_data
+from alexnet.train.data import check_data_path, open_training_data
 from alexnet.train.metrics import Console, MetricsLog, use_progress_bar
 from alexnet.train.schedule import LearningRate
 from alexnet.train.step import (
@@ -76,6 +76,7 @@ class TrainResult:
     images_per_s: float
     data_wait_fraction: float
     summary_lines: list[str] = field(default_factory=list)
+    stopped_by: str | None = None  # the signal that stopped it: SIGINT (Ctrl-C) or SIGTERM
 
     def summary(self) -> str:
         return "\n".join(self.summary_lines)
@@ -112,18 +113,22 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
         raise AlexNetError("towers_on_devices (model parallelism) cannot be combined with torchrun "
                            "data parallelism in this implementation; use one or the other")
 
-    # ---- 1. resume or start over ---------------------------------------------------------
-    if fresh and main:
-        run.clear()
-    dist_utils.barrier(world)
+    # ---- 1. inputs checked, then resume or start over -------------------------------------
+    tower_devices = _check_inputs(config)
+    if tower_devices is not None:
+        device = tower_devices[0]  # inputs start and logits end on the first tower's device
     resumed = None if fresh else run.newest_valid()
     if resumed is not None:
         _check_same_run(config, resumed[1], resumed[0])
-        if main:
-            run.point_at(*resumed)
 
     # ---- 2. data: prepared store (prepared here from an image folder if needed) ------------
     data = open_training_data(config, world, say)
+    # only now, with every input found: --fresh must not wipe a run for a mistyped path
+    if fresh and main:
+        run.clear()
+    if resumed is not None and main:
+        run.point_at(*resumed)
+    dist_utils.barrier(world)
     train_store, val_store = data.train, data.val
     configure_determinism(config.deterministic, device)
     batch_per_rank = dist_utils.per_rank_batch(config.batch_size, world)
@@ -154,13 +159,11 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
     model = _build_model(config, train_store, say if resumed is None else None)
     info = Checkpoint(config.model, _model_options(config, train_store), train_store.classes,
                       train_store.class_names, data.preprocess(augment))
-    if config.towers_on_devices is not None:
-        from alexnet.train.towers import TowerParallelAlexNet2012, parse_devices
+    if tower_devices is not None:
+        from alexnet.train.towers import TowerParallelAlexNet2012
 
-        devices = parse_devices(config.towers_on_devices)
-        model = TowerParallelAlexNet2012(model, devices)  # type: ignore[arg-type]
-        device = devices[0]  # inputs start and logits end here
-        say(f"towers: tower 1 on {devices[0]}, tower 2 on {devices[1]} (§3.2)")
+        model = TowerParallelAlexNet2012(model, tower_devices)  # type: ignore[arg-type]
+        say(f"towers: tower 1 on {tower_devices[0]}, tower 2 on {tower_devices[1]} (§3.2)")
     else:
         model.to(device)
     if config.channels_last:
@@ -208,6 +211,7 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
     last_path: Path | None = run.last if run.last.exists() else None
     last_train: dict[str, float] | None = None
     run_images, run_train_seconds, run_wait = 0, 0.0, 0.0
+    lr = schedule.at(max(step - 1, 0))  # the last step's, for an epoch resumed at its very end
     with stop.installed():
         # ---- 5. the epochs -----------------------------------------------------------------
         while epoch < config.epochs and status == "finished":
@@ -236,10 +240,12 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
                 if world.enabled:
                     stop_now = at_log and dist_utils.any_rank(stop_now, world, device)
                 if at_log or at_checkpoint or at_max or stop_now:
-                    window_loss = totals.window_loss(world)  # syncs; NaN/inf -> AlexNetError
+                    # syncs; a NaN/inf loss raises AlexNetError
+                    window_loss, top1_error, top5_error = totals.window_metrics(world)
                     rates = window.close(step, config.batch_size)
                     if main and metrics is not None:
                         metrics.step(epoch=epoch + 1, step=step, loss=window_loss, lr=lr,
+                                     train_top1_error=top1_error, train_top5_error=top5_error,
                                      images_per_s=rates[0], data_wait_fraction=rates[1],
                                      time=time.time() - start_time)
                     console.update(train_loader.position, f"loss {window_loss:.3f} lr {lr:.4g} "
@@ -276,19 +282,25 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
             if is_best:
                 best_error, best_epoch = val["top1_error"], epoch  # type: ignore[index]
             last_train = totals.summary(world)
+            record = {"epoch": epoch, "step": step, "lr": lr, "train_loss": last_train["loss"],
+                      "train_top1_error": last_train["top1_error"],
+                      "train_top5_error": last_train["top5_error"],
+                      "val_loss": val and val["loss"], "val_top1_error": val and val["top1_error"],
+                      "val_top5_error": val and val["top5_error"],
+                      "images_per_s": last_train["images_per_s"],
+                      "data_wait_fraction": last_train["data_wait_fraction"],
+                      "time": time.time() - start_time, "lr_reduced": reduced}
             if main and metrics is not None:
-                metrics.epoch(epoch=epoch, step=step, lr=lr, train_loss=last_train["loss"],
-                              train_top1_error=last_train["top1_error"],
-                              train_top5_error=last_train["top5_error"],
-                              val_loss=val and val["loss"], val_top1_error=val and val["top1_error"],
-                              val_top5_error=val and val["top5_error"],
-                              images_per_s=last_train["images_per_s"],
-                              data_wait_fraction=last_train["data_wait_fraction"],
-                              time=time.time() - start_time, lr_reduced=reduced)
+                metrics.epoch(**record)
             say(_epoch_line(epoch, config.epochs, last_train, val, reduced, lr))
             last_path = _save(run, model, info, optimizer, schedule, scaler, train_loader, step,
                               epoch, best_error, best_epoch, None, config, world,
-                              best=is_best or val_loader is None)
+                              best=is_best or val_loader is None, epoch_record=record)
+
+        if status == "finished" and stop.requested is not None:  # came during validation
+            status = "stopped"
+            say(f"stopped by {stop.requested} after epoch {epoch}: checkpoint {last_path}; run "
+                "the same command again to finish (final scoring)")
 
     # ---- 6. the result: best weights, final scores, summary ------------------------------
     if metrics is not None:
@@ -300,6 +312,7 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
         last_checkpoint=last_path, weights=None, val=None, val_ten_crop=None, train=last_train,
         images_per_s=run_images / run_train_seconds if run_train_seconds else 0.0,
         data_wait_fraction=run_wait / run_train_seconds if run_train_seconds else 0.0,
+        stopped_by=stop.requested if status == "stopped" else None,
     )
     if status == "finished" and result.best_checkpoint is not None:
         _finish(result, run, model, info, val_loader, center, input_scale, precision, world,
@@ -312,6 +325,24 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
 
 
 # ---- the pieces the loop calls, in the order it calls them ---------------------------------
+
+
+def _check_inputs(config: TrainConfig) -> list[torch.device] | None:
+    """One-line errors for inputs that are missing here, before anything is read or
+    removed; returns the towers' devices (or None)."""
+    if not config.data.startswith("torchvision:"):
+        check_data_path(Path(config.data))
+    if config.init_from is not None and not Path(config.init_from).is_file():
+        raise AlexNetError(f"init_from: no checkpoint at {config.init_from}; give the path of a "
+                           ".pt checkpoint (or a run's checkpoints/best.pt)")
+    if config.weights_file is not None and not Path(config.weights_file).is_file():
+        raise AlexNetError(f"weights_file: {config.weights_file} not found; give the path of "
+                           "torchvision's alexnet .pth file")
+    if config.towers_on_devices is None:
+        return None
+    from alexnet.train.towers import parse_devices
+
+    return parse_devices(config.towers_on_devices)
 
 
 def _check_same_run(config: TrainConfig, checkpoint: dict[str, Any], path: Path) -> None:
@@ -355,7 +386,8 @@ def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD (§5). Weight decay on weights, not biases (cuda-convnet's wc applies to weights);
     ``layer_weight_decay`` overrides it by parameter-name prefix; biases may train faster."""
     groups: dict[tuple[float, float], list[nn.Parameter]] = {}
-    for name, parameter in unwrap(model).named_parameters():
+    named = getattr(model, "grouped_named_parameters", unwrap(model).named_parameters)
+    for name, parameter in named():
         is_bias = parameter.dim() == 1
         decay = 0.0 if is_bias else config.weight_decay
         for prefix, value in config.layer_weight_decay.items():
@@ -374,7 +406,8 @@ class _EpochTotals:
     def __init__(self, device: torch.device) -> None:
         # loss sum, top-1 correct, top-5 correct, images; and the window since the last log
         self.sums = torch.zeros(4, dtype=torch.float64, device=device)
-        self.window = torch.zeros(2, dtype=torch.float64, device=device)  # loss sum, steps
+        # since the last log line: loss sum, steps, top-1 correct, top-5 correct, images
+        self.window = torch.zeros(5, dtype=torch.float64, device=device)
         self.started = time.perf_counter()
         self.elapsed_before = 0.0
         self.wait_before = 0.0
@@ -400,21 +433,22 @@ class _EpochTotals:
         top = logits.topk(k, dim=1).indices  # (B, k)
         hits = top == labels[:, None]
         count = self.sums.new_full((), len(labels))  # a fill kernel: no host-device sync
-        self.sums += torch.stack([loss.double() * count, hits[:, 0].sum().double(),
-                                  hits.any(dim=1).sum().double(), count])
-        self.window += torch.stack([loss.double(), count.new_ones(())])
+        top1, top5 = hits[:, 0].sum().double(), hits.any(dim=1).sum().double()
+        self.sums += torch.stack([loss.double() * count, top1, top5, count])
+        self.window += torch.stack([loss.double(), count.new_ones(()), top1, top5, count])
 
-    def window_loss(self, world: dist_utils.Distributed) -> float:
-        """Mean loss since the last call, over all ranks; stops the run on NaN / inf."""
+    def window_metrics(self, world: dist_utils.Distributed) -> tuple[float, float, float]:
+        """Mean loss, top-1 and top-5 error since the last call, over all ranks (on the
+        augmented training views); stops the run on a NaN / inf loss."""
         window = dist_utils.sum_over_ranks(self.window.clone(), world)
         self.window.zero_()
-        loss = (window[0] / window[1].clamp_min(1)).item()
+        loss, top1, top5 = (window[[0, 2, 3]] / window[[1, 4, 4]].clamp_min(1)).tolist()
         if not math.isfinite(loss):
             raise AlexNetError(
                 f"the training loss became {loss}: stopped before writing a checkpoint of the "
                 "diverged weights (the last good one is intact). Try a lower lr, a longer "
                 "warmup_epochs, or precision=fp32 to rule out overflow")
-        return loss
+        return loss, 1 - top1, 1 - top5
 
     def images_seen(self) -> int:
         return int(self.sums[3].item())
@@ -483,8 +517,10 @@ def evaluate(model: nn.Module, loader: StoreLoader, input_scale: float,
 def _save(run: RunFolder, model: nn.Module, info: Checkpoint, optimizer: torch.optim.Optimizer,
           schedule: LearningRate, scaler: torch.amp.GradScaler, loader: StoreLoader, step: int,
           epoch: int, best_error: float, best_epoch: int, totals: _EpochTotals | None,
-          config: TrainConfig, world: dist_utils.Distributed, best: bool) -> Path | None:
-    """Rank 0 writes; the others wait, so that nobody runs ahead of a checkpoint."""
+          config: TrainConfig, world: dist_utils.Distributed, best: bool,
+          epoch_record: dict[str, Any] | None = None) -> Path | None:
+    """Rank 0 writes; the others wait, so that nobody runs ahead of a checkpoint. A new best
+    is also written as model.safetensors (weights only), so a stopped run has one too."""
     path = None
     if not all(bool(torch.isfinite(p).all()) for p in unwrap(model).parameters()):
         raise AlexNetError("the weights became nan/inf: stopped before writing a checkpoint of "
@@ -497,8 +533,11 @@ def _save(run: RunFolder, model: nn.Module, info: Checkpoint, optimizer: torch.o
             "scaler": scaler.state_dict(), "loader": loader.state_dict(),
             "epoch_totals": totals.state_dict(loader) if totals is not None else None,
             "rng": _rng_state(), "config": config.to_dict(),
+            "metrics": epoch_record,  # the metrics.jsonl record of the epoch it ends, or None
         }
         path = run.save(model, info, training, step, config.keep_checkpoints, best)
+        if best:
+            run.save_weights(model, info)
     dist_utils.barrier(world)
     return run.last if path is not None else None
 

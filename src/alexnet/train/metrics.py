@@ -18,7 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-STEP_KEYS = ("kind", "epoch", "step", "loss", "lr", "images_per_s", "data_wait_fraction", "time")
+STEP_KEYS = ("kind", "epoch", "step", "loss", "lr", "train_top1_error", "train_top5_error",
+             "images_per_s", "data_wait_fraction", "time")
 EPOCH_KEYS = ("kind", "epoch", "step", "lr", "train_loss", "train_top1_error", "train_top5_error",
               "val_loss", "val_top1_error", "val_top5_error", "images_per_s",
               "data_wait_fraction", "time", "lr_reduced")
@@ -71,7 +72,8 @@ class MetricsLog:
     def step(self, **values: Any) -> None:
         self._write({"kind": "step", **values}, STEP_KEYS)
         if self.writer is not None:
-            for key in ("loss", "lr", "images_per_s", "data_wait_fraction"):
+            for key in ("loss", "lr", "train_top1_error", "train_top5_error", "images_per_s",
+                        "data_wait_fraction"):
                 if values.get(key) is not None:
                     self.writer.add_scalar(f"step/{key}", values[key], values["step"])
 

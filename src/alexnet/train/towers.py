@@ -14,7 +14,7 @@ per-tower LRN; this module holds the same weights cut in halves, and its ``state
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -152,6 +152,19 @@ class TowerParallelAlexNet2012(nn.Module):
             self.fc8.weight.copy_(state["classifier.fc8.weight"])
             self.fc8.bias.copy_(state["classifier.fc8.bias"])
         return nn.modules.module._IncompatibleKeys([], [])
+
+    def grouped_named_parameters(self) -> Iterator[tuple[str, nn.Parameter]]:
+        """Every parameter under its name in the grouped model (both towers' halves of
+        ``features.conv2.weight`` are called that), so that per-layer settings such as
+        ``layer_weight_decay`` match the same names with and without towers."""
+        for name in SPLIT_LAYERS:
+            prefix = "classifier" if name.startswith("fc") else "features"
+            for tower in self.towers:
+                layer = self._layer(tower, name)
+                for kind in ("weight", "bias"):
+                    yield f"{prefix}.{name}.{kind}", getattr(layer, kind)
+        yield "classifier.fc8.weight", self.fc8.weight
+        yield "classifier.fc8.bias", self.fc8.bias
 
     @staticmethod
     def _layer(tower: Tower, name: str) -> nn.Module:
