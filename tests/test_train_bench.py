@@ -25,3 +25,24 @@ def test_bench_train_rejects_bad_arguments(capsys) -> None:
     assert main(["bench", "train", "--models", "alexnet3"]) == 2
     assert "unknown model 'alexnet3'" in capsys.readouterr().err
     assert main(["bench", "train", "--batch-size", "0"]) == 2
+
+
+def test_the_baseline_step_runs_in_true_fp32(monkeypatch) -> None:
+    import torch
+
+    from alexnet.train import bench
+
+    seen: list[tuple[bool, bool]] = []
+    cross_entropy = bench.F.cross_entropy
+
+    def spy(*args, **kwargs):
+        seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+        return cross_entropy(*args, **kwargs)
+
+    monkeypatch.setattr(bench.F, "cross_entropy", spy)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
+    step = bench._baseline_step(torch.device("cpu"), TrainBenchConfig(image_size=64, batch_size=2,
+                                                                      num_classes=10))
+    step()
+    assert seen == [(False, False)]  # TF32 off inside the baseline's step ...
+    assert torch.backends.cudnn.allow_tf32  # ... and restored after it

@@ -69,10 +69,16 @@ def _baseline_step(device: torch.device, config: TrainBenchConfig) -> Callable[[
     labels = torch.randint(0, config.num_classes, (config.batch_size,), device=device)
 
     def step() -> None:
-        loss = F.cross_entropy(model(x), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        # true fp32: cuDNN would run fp32 convolutions in TF32 on Ampere and later by default
+        tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+        try:
+            loss = F.cross_entropy(model(x), labels)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        finally:
+            torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
     return step
 
