@@ -31,7 +31,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_gloo_processes_match_one_process_with_the_same_global_batch(store: Path, tmp_path: Path) -> None:
+def test_two_gloo_processes_match_one_process_with_the_same_global_batch_across_a_resume(store: Path, tmp_path: Path) -> None:
     # No randomness that depends on the rank: full-image crops, no flips / lighting / dropout.
     options = {"crop_size": 72, "flip": False, "pca_lighting": 0.0, "precision": "fp32",
                "model_options": {"width": 0.125, "init": "kaiming", "dropout": 0.0},
@@ -50,9 +50,14 @@ def test_two_gloo_processes_match_one_process_with_the_same_global_batch(store: 
                "--warmup-epochs", "0", "--schedule", "cosine", "--val-batch-size", "16",
                "--loader-workers", "1", "--progress", "lines"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CI": "true"}
+    # stopped after 4 of 6 steps (mid-epoch 2), then the same command resumes under DDP
+    first = subprocess.run([*command, "--max-steps", "4"], capture_output=True, text=True,
+                           env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "(2 x 8)" in first.stderr  # two ranks of 8 make the global batch of 16
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "(2 x 8)" in result.stderr  # two ranks of 8 make the global batch of 16
+    assert "resuming" in result.stderr and "step 4" in result.stderr
     a, b = weights_of(single / "checkpoints/last.pt"), weights_of(ddp / "checkpoints/last.pt")
     assert a.keys() == b.keys()
     for key in a:
