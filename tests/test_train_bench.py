@@ -46,3 +46,22 @@ def test_the_baseline_step_runs_in_true_fp32(monkeypatch) -> None:
     step()
     assert seen == [(False, False)]  # TF32 off inside the baseline's step ...
     assert torch.backends.cudnn.allow_tf32  # ... and restored after it
+
+
+def test_profile_splits_each_step_by_kind_of_kernel() -> None:
+    from alexnet.train.bench import CONVOLUTION, MATMUL, kernel_class
+
+    assert kernel_class("aten::mkldnn_convolution") == CONVOLUTION
+    assert kernel_class("aten::convolution_backward") == CONVOLUTION
+    assert kernel_class("aten::cudnn_convolution") == CONVOLUTION
+    assert kernel_class("aten::addmm") == kernel_class("aten::mm") == MATMUL
+    assert kernel_class("aten::max_pool2d_with_indices") == "max_pool2d_with_indices"
+    config = TrainBenchConfig(image_size=64, batch_size=2, rounds=1, steps=1, warmup=0,
+                              num_classes=10, profile=True)
+    result = run_train_benchmark(config, log=lambda _: None)
+    assert list(result.profiles) == list(result.images_per_s)  # every variant, in order
+    for times in result.profiles.values():
+        assert times[CONVOLUTION] > 0 and times[MATMUL] > 0
+        assert "addmm" not in times and "mkldnn_convolution" not in times  # classified
+    summary = result.summary()
+    assert "one profiled step" in summary and summary.count("GEMM bound: ") == 2

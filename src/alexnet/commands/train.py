@@ -129,6 +129,9 @@ def _bench_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=3, help="timed steps per variant per round")
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--profile", action="store_true",
+                        help="also split one step of each variant by kind of kernel "
+                             "(convolutions, matrix products, the rest)")
 
 
 @_bench_train_args
@@ -147,7 +150,7 @@ def _bench_train(args: argparse.Namespace) -> int:
                               batch_size=args.batch_size, device=args.device,
                               precision=args.precision, channels_last=not args.no_channels_last,
                               compile=args.compile, rounds=args.rounds, steps=args.steps,
-                              warmup=args.warmup)
+                              warmup=args.warmup, profile=args.profile)
     result = run_train_benchmark(config, log=print)
     print(result.summary())
     return 0

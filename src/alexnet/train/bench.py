@@ -8,6 +8,11 @@ the device, so this measures the step alone; the data pipeline has its own bench
 
 Rounds interleave baseline and candidates (B, c1, c2, B, c1, c2, ...) so that the load of a
 shared machine hits all of them alike; each figure is the median over rounds.
+
+``profile=True`` then profiles one more step of each variant and splits its time by kind of
+kernel: convolutions, matrix products, and the rest. Where the ratio falls short, this says
+why: the "GEMM bound" is the ratio a variant would reach if everything but its convolutions
+and matrix products took no time at all.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ class TrainBenchConfig:
     steps: int = 3  # timed steps per variant per round
     warmup: int = 2  # untimed steps per variant before the first round
     num_classes: int = 1000
+    profile: bool = False  # also split one step of each variant by kind of kernel
 
 
 @dataclass
@@ -45,6 +51,8 @@ class TrainBenchResult:
     config: TrainBenchConfig
     device_name: str
     images_per_s: dict[str, list[float]] = field(default_factory=dict)  # variant -> per round
+    # variant -> kernel class -> milliseconds of one profiled step (profile=True)
+    profiles: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def median(self, name: str) -> float:
         return statistics.median(self.images_per_s[name])
@@ -59,7 +67,69 @@ class TrainBenchResult:
             if name != "torchvision":
                 rate = self.median(name)
                 lines.append(f"  {name:<46} {rate:8.1f} images/s  {rate / baseline:5.2f}x")
+        if self.profiles:
+            lines += self._profile_lines(baseline)
         return "\n".join(lines)
+
+    def _profile_lines(self, baseline_rate: float) -> list[str]:
+        """One profiled step of each variant, by kind of kernel (profiler self times)."""
+        baseline_ms = 1000 * self.config.batch_size / baseline_rate
+        lines = ["one profiled step, milliseconds of kernel time:"]
+        for name, times in self.profiles.items():
+            total = sum(times.values())
+            gemm = times.get(CONVOLUTION, 0.0) + times.get(MATMUL, 0.0)
+            others = sorted((k for k in times if k not in (CONVOLUTION, MATMUL)),
+                            key=times.__getitem__, reverse=True)
+            top = ", ".join(f"{k} {times[k]:.0f}" for k in others[:4])
+            label = "torchvision" if name == "torchvision" else name.split(" (")[0]
+            lines.append(f"  {label:<12} total {total:6.0f}: convolutions {times.get(CONVOLUTION, 0):.0f}, "
+                         f"matrix products {times.get(MATMUL, 0):.0f}, other {total - gemm:.0f} "
+                         f"({top})")
+            if name != "torchvision" and gemm > 0:
+                lines.append(f"  {'':<12} GEMM bound: {baseline_ms / gemm:.2f}x (the ratio if "
+                             "everything but convolutions and matrix products took no time)")
+        return lines
+
+
+CONVOLUTION, MATMUL = "convolutions", "matrix products"
+_MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_addmm_activation")
+
+
+def kernel_class(op: str) -> str:
+    """The kind of a profiler op name: convolutions (forward and backward, any backend),
+    matrix products, torch.compile'd graphs, or the op's own name."""
+    if "convolution" in op or op.startswith(("aten::cudnn_conv", "aten::mkldnn_conv")):
+        return CONVOLUTION
+    if op in _MATMUL_OPS:
+        return MATMUL
+    if op.startswith("## Call CompiledFxGraph") or op.startswith("Torch-Compiled Region"):
+        return "compiled kernels"
+    return op.removeprefix("aten::")
+
+
+def profile_step(step: Callable[[], None], device: torch.device) -> dict[str, float]:
+    """Milliseconds of one ``step`` by kernel class (self times: nothing counted twice)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as profiler:
+        step()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+    times: dict[str, float] = {}
+    for event in profiler.key_averages():
+        if device.type == "cuda":  # the kernels' time; the CPU only launches them
+            micros = getattr(event, "self_device_time_total", None)
+            if micros is None:
+                micros = getattr(event, "self_cuda_time_total", 0.0)
+        else:
+            micros = event.self_cpu_time_total
+        if micros > 0:
+            kind = kernel_class(event.key)
+            times[kind] = times.get(kind, 0.0) + micros / 1000
+    return times
 
 
 def _baseline_step(device: torch.device, config: TrainBenchConfig) -> Callable[[], None]:
@@ -138,4 +208,8 @@ def run_train_benchmark(config: TrainBenchConfig, log: Callable[[str], None] = p
             rate = _time(step, config.steps, config.batch_size, device)
             result.images_per_s[variant].append(rate)
             log(f"round {round_index + 1}/{config.rounds}: {variant}: {rate:.1f} images/s")
+    if config.profile:
+        for variant, step in steps.items():
+            log(f"profiling one step of {variant} ...")
+            result.profiles[variant] = profile_step(step, device)
     return result
