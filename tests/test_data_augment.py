@@ -271,14 +271,20 @@ def test_scale_augmentation_is_the_normalised_image_resampled_plus_lighting(
     else:
         normalised = (images.double() - stats.channel_mean.double()) / stats.channel_std.double()
     normalised = normalised.permute(0, 3, 1, 2)
+    # the offsets the augmentation drew: replay its generator (boxes, flips, then lighting)
+    replay = torch.Generator().manual_seed(2)
+    random_resized_boxes(64, 16, 1.0, replay)
+    torch.rand(64, generator=replay)
+    shifts = lighting_shift(64, stats.pca_eigval, stats.pca_eigvec, 0.1, replay).double()
+    std = 1.0 if normalization == "mean_image" else stats.channel_std.double()
     mirrored = 0
-    for view, plain in zip(out.double(), normalised, strict=True):
+    for view, plain, shift in zip(out.double(), normalised, shifts / std, strict=True):
         difference = view - plain
         if float((difference - difference.mean((1, 2), keepdim=True)).abs().max()) > 1e-3:
             difference, mirrored = view - plain.flip(-1), mirrored + 1
-        offset = difference.mean((1, 2), keepdim=True)  # the lighting: constant per channel
-        torch.testing.assert_close(difference, offset.expand_as(difference), atol=1e-3, rtol=0)
-        assert float(offset.abs().max()) > 0
+        # the lighting: one offset per channel, (eigvec @ alpha * eigval) / std
+        torch.testing.assert_close(difference, shift[:, None, None].expand_as(difference),
+                                   atol=1e-3, rtol=0)
     assert 16 < mirrored < 48  # about half mirrored
 
 
@@ -297,3 +303,9 @@ def test_scale_augmentation_views_vary_in_scale_and_take_out_and_index() -> None
         augment(store, out=torch.empty(4, 3, 16, 16), index=index)
     with pytest.raises(AlexNetError, match="resized_crop_scale must be in"):
         AugmentConfig(resized_crop_scale=1.5)
+    with pytest.raises(AlexNetError, match="need square images"):
+        augment(torch.zeros(2, 32, 40, 3, dtype=torch.uint8))
+    bf16 = TrainAugment(stats, AugmentConfig(crop_size=16, resized_crop_scale=0.5,
+                                             dtype=torch.bfloat16))
+    result = bf16(store, out=out, index=index)  # written to out, then returned as asked
+    assert result.dtype == torch.bfloat16 and result.is_contiguous(memory_format=torch.channels_last)

@@ -40,12 +40,16 @@ def test_the_baseline_step_runs_in_true_fp32(monkeypatch) -> None:
         return cross_entropy(*args, **kwargs)
 
     monkeypatch.setattr(bench.F, "cross_entropy", spy)
-    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", True)
-    step = bench._baseline_step(torch.device("cpu"), TrainBenchConfig(image_size=64, batch_size=2,
-                                                                      num_classes=10))
-    step()
-    assert seen == [(False, False)]  # TF32 off inside the baseline's step ...
-    assert torch.backends.cudnn.allow_tf32  # ... and restored after it
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    try:
+        step = bench._baseline_step(torch.device("cpu"), TrainBenchConfig(
+            image_size=64, batch_size=2, num_classes=10))
+        step()
+        assert seen == [(False, False)]  # TF32 off inside the baseline's step ...
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32  # restored
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
 
 
 def test_profile_splits_each_step_by_kind_of_kernel() -> None:
@@ -65,3 +69,23 @@ def test_profile_splits_each_step_by_kind_of_kernel() -> None:
         assert "addmm" not in times and "mkldnn_convolution" not in times  # classified
     summary = result.summary()
     assert "one profiled step" in summary and summary.count("GEMM bound: ") == 2
+
+
+def test_gpu_kernel_times_count_each_kernel_once() -> None:
+    from types import SimpleNamespace
+
+    from torch.autograd import DeviceType
+
+    from alexnet.train.bench import CONVOLUTION, MATMUL, kernel_times
+
+    def event(key: str, device: DeviceType, cpu: float, gpu: float) -> SimpleNamespace:
+        return SimpleNamespace(key=key, device_type=device, self_cpu_time_total=cpu,
+                               self_device_time_total=gpu)
+
+    events = [event("aten::cudnn_convolution", DeviceType.CPU, 50.0, 3000.0),
+              event("sm90_xmma_fprop_implicit_gemm", DeviceType.CUDA, 0.0, 3000.0),
+              event("aten::addmm", DeviceType.CPU, 20.0, 1000.0),
+              event("ampere_bf16_gemm", DeviceType.CUDA, 0.0, 1000.0),
+              event("aten::relu_", DeviceType.CPU, 10.0, 500.0)]
+    assert kernel_times(events, on_gpu=True) == {CONVOLUTION: 3.0, MATMUL: 1.0, "relu_": 0.5}
+    assert kernel_times(events, on_gpu=False) == {CONVOLUTION: 0.05, MATMUL: 0.02, "relu_": 0.01}

@@ -110,6 +110,15 @@ def test_fresh_with_a_mistyped_input_keeps_the_old_run(store: Path, tmp_path: Pa
         assert "\n" not in str(error.value)
         assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
         assert (run / "model.safetensors").is_file() and (run / "metrics.jsonl").is_file()
+    # fine-tuning from the run's own best.pt with --fresh: read before the run is cleared
+    best = weights_of(run / "checkpoints" / "best.pt")
+    lines: list[str] = []
+    train(tiny_config(store, run, epochs=1, lr=1e-9, momentum=0.0,
+                      init_from=str(run / "checkpoints" / "best.pt")), fresh=True, log=lines.append)
+    assert any(line.startswith("starting weights from checkpoint") for line in lines)
+    again = weights_of(run / "checkpoints" / "last.pt")
+    torch.testing.assert_close(again["features.conv1.weight"], best["features.conv1.weight"],
+                               atol=1e-6, rtol=0)
 
 
 def test_resuming_a_checkpoint_taken_at_the_end_of_an_epoch(store: Path, tmp_path: Path) -> None:
@@ -133,15 +142,22 @@ def test_a_stopped_run_already_has_its_best_weights_as_safetensors(store: Path,
     assert_same_weights(exported.state_dict(), weights_of(run / "checkpoints" / "best.pt"))
 
 
-def test_sigterm_during_the_last_validation_stops_before_final_scoring(store: Path,
-                                                                       tmp_path: Path) -> None:
+def test_sigterm_during_the_last_validation_stops_before_final_scoring(
+        store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     run = tmp_path / "run"
 
-    def log(line: str) -> None:  # the epoch line comes right after that epoch's validation
-        if line.startswith("epoch 2/2"):
-            os.kill(os.getpid(), signal.SIGTERM)
+    validations = []
 
-    stopped = train(tiny_config(store, run, ten_crop_final=True), log=log)
+    def evaluate(*args, **kwargs):  # the signal arrives while epoch 2 is being validated
+        validations.append(1)
+        if len(validations) == 2:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real_evaluate(*args, **kwargs)
+
+    real_evaluate = loop.evaluate
+    monkeypatch.setattr(loop, "evaluate", evaluate)
+    stopped = train(tiny_config(store, run, ten_crop_final=True), log=lambda _: None)
+    monkeypatch.undo()
     assert stopped.status == "stopped" and stopped.stopped_by == "SIGTERM"
     assert stopped.epochs == 2 and stopped.val_ten_crop is None
     finished = train(tiny_config(store, run, ten_crop_final=True), log=lambda _: None)

@@ -14,7 +14,9 @@ images), so it runs on the GPU when the batch is there, and vectorised on the CP
   constants ("imagenet", for torchvision's pretrained weights).
 - Scale augmentation (not the paper's; off unless ``resized_crop_scale`` > 0): torchvision's
   RandomResizedCrop instead of the fixed-size crop, a box covering U(scale, 1) of the image's
-  area at an aspect ratio log-uniform in [3/4, 4/3], resized to crop x crop (bilinear).
+  area at an aspect ratio log-uniform in [3/4, 4/3], resized to crop x crop (bilinear, as
+  torchvision with ``antialias=False``; boxes here shrink by at most 256/224, where
+  antialiasing changes little).
 - Evaluation: the centre crop, or the paper's 10 patches (4 corners + centre, and their
   reflections) in exactly the order and positions of torchvision.transforms.TenCrop.
 
@@ -26,6 +28,7 @@ more in page faults than the arithmetic. Instances are safe to call from several
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -201,10 +204,12 @@ def random_resized_boxes(batch: int, size: int, min_scale: float,
     with a log-uniform aspect ratio in [3/4, 4/3]. Each image gets ten draws at once and
     keeps the first that fits; if none fits, the whole image (torchvision's fallback for a
     square image)."""
+    if not 0 < min_scale <= 1:
+        raise AlexNetError(f"the smallest box area must be in (0, 1] of the image, got {min_scale}")
     shape = (batch, RESIZED_CROP_TRIES)
     area = size * size * (min_scale + (1 - min_scale) * torch.rand(shape, generator=generator,
                                                                    device=device))
-    low, high = (torch.log(torch.tensor(r)).item() for r in RESIZED_CROP_RATIO)
+    low, high = (math.log(r) for r in RESIZED_CROP_RATIO)
     ratio = torch.exp(low + (high - low) * torch.rand(shape, generator=generator, device=device))
     widths = torch.sqrt(area * ratio).round().long()
     heights = torch.sqrt(area / ratio).round().long()
@@ -240,10 +245,9 @@ def resized_crops(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
     """Float (B, S, S, C) images -> contiguous (B, C, crop, crop), bilinear at ``grid``.
 
     One batched ``grid_sample`` (every box has its own size, so no single ``interpolate``
-    call fits; also runs unchanged on a GPU): 40 ms for 128 x 224^2 on 2 CPU cores in a
-    one-off timing, about a twentieth of a training step. Border padding clamps at the image edge, as a resize of
-    a crop clamps at the crop's; the two differ only in the outermost half-pixel of a box
-    that does not touch the image edge.
+    call fits; also runs unchanged on a GPU). Border padding clamps at the image edge, as
+    a resize of a crop clamps at the crop's; the two differ only in the outermost
+    half-pixel of a box that does not touch the image edge.
     """
     return F.grid_sample(images.permute(0, 3, 1, 2), grid, mode="bilinear",
                          padding_mode="border", align_corners=False)
@@ -457,7 +461,8 @@ class TrainAugment:
         channels_last (B, 3, crop, crop) tensor, is written instead of a new one (on the CPU
         this saves the page faults of a fresh 77 MB tensor, about a quarter of the time).
         With ``index`` (B,), ``images`` is a whole (N, S, S, 3) store and the batch is
-        ``images[index]``: only the crop windows are read (77% of the bytes at 224 of 256).
+        ``images[index]``: with fixed crops only the crop windows are read (77% of the bytes
+        at 224 of 256).
         """
         config = self.config
         self.normalization.check_size(images.shape[1])
@@ -477,9 +482,13 @@ class TrainAugment:
     def _random_resized_view(self, images: torch.Tensor, generator: torch.Generator | None,
                              out: torch.Tensor | None, index: torch.Tensor | None, batch: int
                              ) -> torch.Tensor:
-        """Scale augmentation: normalise the whole images, then resample one random box
-        each (mirrored with probability 1/2), then add the PCA lighting offset."""
+        """Scale augmentation: normalise the whole images, resample one random box each
+        (mirrored with probability 1/2 when ``flip``), then add the PCA lighting offset.
+        Reads whole images, not only crop windows as the fixed crops do."""
         config, size, device = self.config, images.shape[1], images.device
+        if images.shape[2] != size:
+            raise AlexNetError(f"random-resized crops need square images, got "
+                               f"{size}x{images.shape[2]}")
         boxes = random_resized_boxes(batch, size, config.resized_crop_scale, generator, device)
         if config.flip:
             flips = torch.rand(batch, generator=generator, device=device) < 0.5
@@ -495,7 +504,7 @@ class TrainAugment:
             views.add_((shift * self.normalization.inverse_std(device))[:, :, None, None])
         if out is not None:
             _as_nhwc(out, views.permute(0, 2, 3, 1))  # checks its shape, dtype and layout
-            return out.copy_(views)
+            views = out.copy_(views)
         return views.to(config.dtype, memory_format=torch.channels_last)
 
     def _crop_buffer(self, images: torch.Tensor, batch: int) -> torch.Tensor:

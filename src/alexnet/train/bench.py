@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -82,9 +83,9 @@ class TrainBenchResult:
                             key=times.__getitem__, reverse=True)
             top = ", ".join(f"{k} {times[k]:.0f}" for k in others[:4])
             label = "torchvision" if name == "torchvision" else name.split(" (")[0]
-            lines.append(f"  {label:<12} total {total:6.0f}: convolutions {times.get(CONVOLUTION, 0):.0f}, "
-                         f"matrix products {times.get(MATMUL, 0):.0f}, other {total - gemm:.0f} "
-                         f"({top})")
+            lines.append(f"  {label:<12} total {total:6.0f}: convolutions "
+                         f"{times.get(CONVOLUTION, 0):.0f}, matrix products "
+                         f"{times.get(MATMUL, 0):.0f}, other {total - gemm:.0f} ({top})")
             if name != "torchvision" and gemm > 0:
                 lines.append(f"  {'':<12} GEMM bound: {baseline_ms / gemm:.2f}x (the ratio if "
                              "everything but convolutions and matrix products took no time)")
@@ -98,7 +99,7 @@ _MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm", "aten::_
 def kernel_class(op: str) -> str:
     """The kind of a profiler op name: convolutions (forward and backward, any backend),
     matrix products, torch.compile'd graphs, or the op's own name."""
-    if "convolution" in op or op.startswith(("aten::cudnn_conv", "aten::mkldnn_conv")):
+    if "convolution" in op:
         return CONVOLUTION
     if op in _MATMUL_OPS:
         return MATMUL
@@ -118,11 +119,22 @@ def profile_step(step: Callable[[], None], device: torch.device) -> dict[str, fl
         step()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
+    return kernel_times(profiler.key_averages(), on_gpu=device.type == "cuda")
+
+
+def kernel_times(events: Iterable[Any], on_gpu: bool) -> dict[str, float]:
+    """Milliseconds by kernel class from profiler ``key_averages()`` events. On a GPU an
+    op's self device time already holds the kernels it launched, which are also listed as
+    events of their own (on the GPU): only the ops (the CPU-side events) are summed."""
+    from torch.autograd import DeviceType
+
     times: dict[str, float] = {}
-    for event in profiler.key_averages():
-        if device.type == "cuda":  # the kernels' time; the CPU only launches them
+    for event in events:
+        if on_gpu:
+            if getattr(event, "device_type", DeviceType.CPU) != DeviceType.CPU:
+                continue  # a kernel, already inside its op's self device time
             micros = getattr(event, "self_device_time_total", None)
-            if micros is None:
+            if micros is None:  # torch before 2.4 named it after CUDA
                 micros = getattr(event, "self_cuda_time_total", 0.0)
         else:
             micros = event.self_cpu_time_total
@@ -139,18 +151,27 @@ def _baseline_step(device: torch.device, config: TrainBenchConfig) -> Callable[[
     labels = torch.randint(0, config.num_classes, (config.batch_size,), device=device)
 
     def step() -> None:
-        # true fp32: cuDNN would run fp32 convolutions in TF32 on Ampere and later by default
+        loss = F.cross_entropy(model(x), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return _true_fp32(step)
+
+
+def _true_fp32(step: Callable[[], None]) -> Callable[[], None]:
+    """``step`` with TF32 off: cuDNN runs fp32 convolutions in TF32 on Ampere and later by
+    default, which would make an "fp32" figure a TF32 one. Restored after each step."""
+
+    def fp32_step() -> None:
         tf32 = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
         torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
         try:
-            loss = F.cross_entropy(model(x), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            step()
         finally:
             torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = tf32
 
-    return step
+    return fp32_step
 
 
 def _candidate_step(name: str, device: torch.device, config: TrainBenchConfig
@@ -166,7 +187,11 @@ def _candidate_step(name: str, device: torch.device, config: TrainBenchConfig
     x = torch.randn(config.batch_size, 3, config.image_size, config.image_size, device=device)
     x = x.contiguous(memory_format=memory)
     labels = torch.randint(0, config.num_classes, (config.batch_size,), device=device)
-    return lambda: train_step(x, labels)
+
+    def step() -> None:
+        train_step(x, labels)
+
+    return step if precision is not None else _true_fp32(step)  # fp32 means fp32, as above
 
 
 def _time(step: Callable[[], None], steps: int, batch: int, device: torch.device) -> float:

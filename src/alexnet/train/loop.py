@@ -123,7 +123,10 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
 
     # ---- 2. data: prepared store (prepared here from an image folder if needed) ------------
     data = open_training_data(config, world, say)
-    # only now, with every input found: --fresh must not wipe a run for a mistyped path
+    # read before --fresh clears the run: the weights may be this run's own best.pt
+    start = None if resumed is not None else starting_weights(config.init_from, config.weights,
+                                                              config.weights_file)
+    # only now, with every input found and read: --fresh must not wipe a run for a mistake
     if fresh and main:
         run.clear()
     if resumed is not None and main:
@@ -156,7 +159,7 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
     input_scale = data.input_scale  # 1 / pixel std when scale_inputs, else 1
 
     # ---- 3. the model, its starting weights, the optimizer -------------------------------
-    model = _build_model(config, train_store, say if resumed is None else None)
+    model = _build_model(config, train_store, start, say)
     info = Checkpoint(config.model, _model_options(config, train_store), train_store.classes,
                       train_store.class_names, data.preprocess(augment))
     if tower_devices is not None:
@@ -297,9 +300,11 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
                               epoch, best_error, best_epoch, None, config, world,
                               best=is_best or val_loader is None, epoch_record=record)
 
-        if status == "finished" and stop.requested is not None:  # came during validation
+        # a stop that came during the last validation (the ranks agree on it)
+        if status == "finished" and dist_utils.any_rank(stop.requested is not None, world, device):
             status = "stopped"
-            say(f"stopped by {stop.requested} after epoch {epoch}: checkpoint {last_path}; run "
+            say(f"stopped by {stop.requested or 'a signal to another rank'} after epoch "
+                f"{epoch}: checkpoint {last_path}; run "
                 "the same command again to finish (final scoring)")
 
     # ---- 6. the result: best weights, final scores, summary ------------------------------
@@ -367,18 +372,18 @@ def _model_options(config: TrainConfig, store: ImageStore) -> dict[str, Any]:
     return options
 
 
-def _build_model(config: TrainConfig, store: ImageStore, say: Callable[[str], None] | None
+def _build_model(config: TrainConfig, store: ImageStore,
+                 start: tuple[dict[str, torch.Tensor], str] | None, say: Callable[[str], None]
                  ) -> nn.Module:
+    """The model, initialised, with the matching ``start`` weights (fine-tuning) loaded."""
     torch.manual_seed(config.seed)  # the same initial weights on every rank and every run
     model = create_model(config.model, **_model_options(config, store))
-    start = starting_weights(config.init_from, config.weights, config.weights_file)
     if start is not None:
         state, source = start
         loaded, fresh = load_matching_weights(model, state, source)
-        if say is not None:
-            say(f"starting weights from {source}: loaded {', '.join(loaded)}")
-            if fresh:
-                say(f"  not loaded (shape or name differs; freshly initialised): {', '.join(fresh)}")
+        say(f"starting weights from {source}: loaded {', '.join(loaded)}")
+        if fresh:
+            say(f"  not loaded (shape or name differs; freshly initialised): {', '.join(fresh)}")
     return model
 
 
