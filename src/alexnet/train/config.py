@@ -211,12 +211,12 @@ PRESETS: dict[str, Preset] = {
         "the paper's network and recipe (§4.1, §5) at the paper's 256px / 224px crops, 10-crop "
         "scoring at the end (§4.1); changed for a dataset 1% of ImageNet's size, on which the "
         "paper's augmentation let the network memorise its training set (81.5% with it, "
-        "docs/training.md): torchvision's random-resized crops (scale 0.25-1) instead of fixed "
+        "docs/training.md): torchvision's random-resized crops (scale 0.08-1) instead of fixed "
         "224 crops, label smoothing 0.1, warmup + cosine decay over 70 epochs instead of / 10 "
         "on plateaus, kaiming init.",
         {"model": "alexnet2012", "model_options": {"init": "kaiming"},
          "data": "../shared/data/imagenette", "image_size": 256, "crop_size": 224,
-         "resized_crop_scale": 0.25, "label_smoothing": 0.1,
+         "resized_crop_scale": 0.08, "label_smoothing": 0.1,
          "epochs": 70, "batch_size": 128, "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4,
          "schedule": "cosine", "warmup_epochs": 3.0, "normalization": "mean_image",
          "pca_lighting": 0.1, "ten_crop_final": True, "val_every_epochs": 5,
