@@ -69,6 +69,9 @@ def test_profile_splits_each_step_by_kind_of_kernel() -> None:
         assert "addmm" not in times and "mkldnn_convolution" not in times  # classified
     summary = result.summary()
     assert "one profiled step" in summary and summary.count("GEMM bound: ") == 2
+    assert set(result.step_flops) == set(result.images_per_s)
+    assert set(result.peak_flops) == {"fp32", "bf16"} or set(result.peak_flops) == {"fp32"}
+    assert summary.count("would need") == 2 and summary.count("of the fp32 peak") >= 1
 
 
 def test_gpu_kernel_times_count_each_kernel_once() -> None:
@@ -89,3 +92,49 @@ def test_gpu_kernel_times_count_each_kernel_once() -> None:
               event("aten::relu_", DeviceType.CPU, 10.0, 500.0)]
     assert kernel_times(events, on_gpu=True) == {CONVOLUTION: 3.0, MATMUL: 1.0, "relu_": 0.5}
     assert kernel_times(events, on_gpu=False) == {CONVOLUTION: 0.05, MATMUL: 0.02, "relu_": 0.01}
+
+
+def test_training_flops_count_forward_and_both_gradients_but_no_image_gradient() -> None:
+    import torch
+    import torchvision
+    from torch import nn
+
+    from alexnet.train.bench import training_flops
+
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, groups=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 6 * 6, 5))
+    conv_macs = 4 * 6 * 6 * 3 * 3 * 3  # outputs x (in channels x kernel) per output
+    linear_macs = 4 * 6 * 6 * 5
+    # conv1: forward + weight gradient (the image needs none); fc: all three, 2 FLOP per MAC
+    assert training_flops(model, 8) == 2 * (2 * conv_macs + 3 * linear_macs)
+    # torchvision's alexnet: 714.2M multiply-adds per image of which conv1's are 70.3M
+    tv = training_flops(torchvision.models.alexnet(), 224)
+    assert tv == 2 * (3 * 714_188_480 - 70_276_800)
+    assert not any(p.grad is not None for p in model.parameters())  # counting trains nothing
+    assert torch.is_grad_enabled()
+
+
+def test_matmul_peak_is_the_fastest_timed_product(monkeypatch) -> None:
+    import torch
+
+    from alexnet.train import bench
+
+    durations = iter([9.0, 4.0, 2.0, 3.0])  # the first (warm-up) is ignored even if slowest
+    monkeypatch.setattr(bench, "_time", lambda step, steps, batch, device: (step(), 1 / next(durations))[1])
+    peak = bench.matmul_peak(torch.float32, torch.device("cpu"), repeats=3, size=16)
+    assert peak == 2 * 16**3 / 2.0
+
+
+def test_peak_lines_say_what_fraction_the_target_needs() -> None:
+    from alexnet.train.bench import TrainBenchConfig, TrainBenchResult
+
+    result = TrainBenchResult(TrainBenchConfig(target_ratio=5.0), "test CPU")
+    result.images_per_s = {"torchvision": [100.0], "alexnet2012 (bf16, channels_last, eager)": [300.0]}
+    result.profiles = {name: {"convolutions": 1.0} for name in result.images_per_s}
+    result.step_flops = {"torchvision": 4 * 10**9, "alexnet2012 (bf16, channels_last, eager)": 4 * 10**9}
+    result.peak_flops = {"fp32": 0.5e12, "bf16": 4e12}
+    summary = result.summary()
+    assert "fp32 0.50 TFLOP/s, bf16 4.00 TFLOP/s" in summary
+    assert "0.40 TFLOP/s = 80% of the fp32 peak" in summary  # 100 images/s x 4 GFLOP
+    # 300 images/s x 4 GFLOP = 1.2 TFLOP/s = 30% of bf16; 5x = 500 images/s = 2 TFLOP/s = 50%
+    assert "1.20 TFLOP/s = 30% of the bf16 peak; 5x would need 50%" in summary

@@ -131,7 +131,11 @@ def _bench_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--profile", action="store_true",
                         help="also split one step of each variant by kind of kernel "
-                             "(convolutions, matrix products, the rest)")
+                             "(convolutions, matrix products, the rest) and compare its FLOP/s "
+                             "with this machine's measured matrix-product peak")
+    parser.add_argument("--target-ratio", type=float, default=5.0,
+                        help="with --profile: the ratio whose needed peak fraction is printed "
+                             "(default: %(default)s)")
 
 
 @_bench_train_args
@@ -146,11 +150,14 @@ def _bench_train(args: argparse.Namespace) -> int:
     for name in ("image_size", "batch_size", "rounds", "steps"):
         if getattr(args, name) < 1:
             raise AlexNetError(f"--{name.replace('_', '-')} must be at least 1")
+    if not args.target_ratio > 0:
+        raise AlexNetError(f"--target-ratio must be positive, got {args.target_ratio}")
     config = TrainBenchConfig(models=models, image_size=args.image_size,
                               batch_size=args.batch_size, device=args.device,
                               precision=args.precision, channels_last=not args.no_channels_last,
                               compile=args.compile, rounds=args.rounds, steps=args.steps,
-                              warmup=args.warmup, profile=args.profile)
+                              warmup=args.warmup, profile=args.profile,
+                              target_ratio=args.target_ratio)
     result = run_train_benchmark(config, log=print)
     print(result.summary())
     return 0

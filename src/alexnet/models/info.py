@@ -32,7 +32,7 @@ def _section(model_name: str, layer_name: str) -> str:
     return table.get(prefix, "-")
 
 
-def _mult_adds(module: nn.Module, output: torch.Tensor) -> int:
+def mult_adds(module: nn.Module, output: torch.Tensor) -> int:
     """Multiply-adds of a conv or linear layer for one input (pooling/LRN not counted)."""
     if isinstance(module, nn.Conv2d):
         per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
@@ -56,7 +56,7 @@ def layer_table(model_name: str, input_size: int | None = None, **options: objec
                 LayerRow(
                     name, type(module).__name__, tuple(output.shape[1:]),
                     sum(p.numel() for p in module.parameters(recurse=False)),
-                    _mult_adds(module, output), _section(model_name, name),
+                    mult_adds(module, output), _section(model_name, name),
                 )
             )
 

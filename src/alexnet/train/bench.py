@@ -12,7 +12,10 @@ shared machine hits all of them alike; each figure is the median over rounds.
 ``profile=True`` then profiles one more step of each variant and splits its time by kind of
 kernel: convolutions, matrix products, and the rest. Where the ratio falls short, this says
 why: the "GEMM bound" is the ratio a variant would reach if everything but its convolutions
-and matrix products took no time at all.
+and matrix products took no time at all. It also measures this machine's matrix-product
+peak in each precision, in the same run, and says what fraction of it each variant's step
+reaches and what fraction the target ratio would need: when the baseline already runs near
+the fp32 peak, a ratio is bounded by the bf16 / fp32 peak ratio whatever the code does.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import torchvision
+from torch import nn
 
 from alexnet.models import create_model
+from alexnet.models.info import mult_adds
 from alexnet.train.step import TrainStep, autocast_dtype, sgd
 
 
@@ -45,6 +50,7 @@ class TrainBenchConfig:
     warmup: int = 2  # untimed steps per variant before the first round
     num_classes: int = 1000
     profile: bool = False  # also split one step of each variant by kind of kernel
+    target_ratio: float = 5.0  # the speed-up the profile says the peak fraction needed for
 
 
 @dataclass
@@ -54,6 +60,10 @@ class TrainBenchResult:
     images_per_s: dict[str, list[float]] = field(default_factory=dict)  # variant -> per round
     # variant -> kernel class -> milliseconds of one profiled step (profile=True)
     profiles: dict[str, dict[str, float]] = field(default_factory=dict)
+    # profile=True: variant -> FLOP of one image's training step in convolutions and matrix
+    # products; precision label -> this machine's best matrix-product FLOP/s in this run
+    step_flops: dict[str, int] = field(default_factory=dict)
+    peak_flops: dict[str, float] = field(default_factory=dict)
 
     def median(self, name: str) -> float:
         return statistics.median(self.images_per_s[name])
@@ -70,7 +80,29 @@ class TrainBenchResult:
                 lines.append(f"  {name:<46} {rate:8.1f} images/s  {rate / baseline:5.2f}x")
         if self.profiles:
             lines += self._profile_lines(baseline)
+        if self.step_flops and self.peak_flops:
+            lines += self._peak_lines(baseline)
         return "\n".join(lines)
+
+    def _peak_lines(self, baseline_rate: float) -> list[str]:
+        """Each variant's FLOP/s as a fraction of the measured peak of its precision, and the
+        fraction the target ratio would need. A need above 100% is out of reach of any code."""
+        peaks = ", ".join(f"{label} {flops / 1e12:.2f} TFLOP/s" for label, flops
+                          in self.peak_flops.items())
+        lines = [f"compute: this machine's fastest matrix product in this run: {peaks}"]
+        target = self.config.target_ratio
+        for name, flops in self.step_flops.items():
+            label = "torchvision" if name == "torchvision" else name.split(" (")[0]
+            precision = _precision_label(name)
+            peak = self.peak_flops[precision]
+            achieved = self.median(name) * flops
+            line = (f"  {label:<12} {flops / 1e9:.2f} GFLOP per image, {achieved / 1e12:.2f} "
+                    f"TFLOP/s = {achieved / peak:.0%} of the {precision} peak")
+            if name != "torchvision":
+                needed = target * baseline_rate * flops / peak
+                line += f"; {target:g}x would need {needed:.0%}"
+            lines.append(line)
+        return lines
 
     def _profile_lines(self, baseline_rate: float) -> list[str]:
         """One profiled step of each variant, by kind of kernel (profiler self times)."""
@@ -106,6 +138,56 @@ def kernel_class(op: str) -> str:
     if op.startswith("## Call CompiledFxGraph") or op.startswith("Torch-Compiled Region"):
         return "compiled kernels"
     return op.removeprefix("aten::")
+
+
+def training_flops(model: nn.Module, image_size: int, in_channels: int = 3) -> int:
+    """FLOP of one image's training step in the convolutions and linear layers: the forward,
+    the gradient of each weight, and the gradient of each layer's input unless nothing needs
+    it (conv1's input is the image), each 2 x the layer's multiply-adds. Pooling, LRN, ReLU,
+    dropout and the optimizer are not counted: this is the matrix-unit work alone."""
+    flops = 0
+
+    def count(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        nonlocal flops
+        passes = 3 if inputs[0].requires_grad else 2
+        flops += 2 * passes * mult_adds(module, output)
+
+    hooks = [m.register_forward_hook(count) for m in model.modules()
+             if isinstance(m, nn.Conv2d | nn.Linear)]
+    parameter = next(model.parameters())
+    try:
+        with torch.enable_grad():
+            model(torch.zeros(1, in_channels, image_size, image_size, device=parameter.device))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return flops
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, repeats: int = 5,
+                size: int | None = None) -> float:
+    """FLOP/s of the fastest of ``repeats`` square matrix products in ``dtype`` on ``device``
+    (after one untimed): the practical ceiling of this machine's matrix units, measured in
+    the same run as the steps it is compared with. fp32 on a GPU runs with TF32 off."""
+    size = size or (8192 if device.type == "cuda" else 2048)
+    a = torch.randn(size, size, device=device).to(dtype)
+    b = torch.randn(size, size, device=device).to(dtype)
+    best = float("inf")
+
+    def product() -> None:
+        torch.mm(a, b)
+
+    timed = _true_fp32(product) if dtype == torch.float32 else product
+    for repeat in range(repeats + 1):
+        elapsed = 1 / _time(timed, 1, 1, device)
+        if repeat:  # the first warms up
+            best = min(best, elapsed)
+    return 2 * size**3 / best
+
+
+def _precision_label(variant: str) -> str:
+    """'fp32' for the baseline, else the precision in the variant's '(bf16, ...)' suffix."""
+    return "fp32" if variant == "torchvision" else variant.split("(")[1].split(",")[0]
 
 
 def profile_step(step: Callable[[], None], device: torch.device) -> dict[str, float]:
@@ -237,4 +319,14 @@ def run_train_benchmark(config: TrainBenchConfig, log: Callable[[str], None] = p
         for variant, step in steps.items():
             log(f"profiling one step of {variant} ...")
             result.profiles[variant] = profile_step(step, device)
+        log("measuring this machine's matrix-product peak ...")
+        models = {"torchvision": torchvision.models.alexnet(num_classes=config.num_classes)}
+        models.update({f"{name} ({suffix})": create_model(name, num_classes=config.num_classes)
+                       for name in config.models})
+        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+        for variant, model in models.items():
+            result.step_flops[variant] = training_flops(model, config.image_size)
+            precision = _precision_label(variant)
+            if precision not in result.peak_flops:
+                result.peak_flops[precision] = matmul_peak(dtypes[precision], device)
     return result
