@@ -50,7 +50,7 @@ class TrainBenchConfig:
     warmup: int = 2  # untimed steps per variant before the first round
     num_classes: int = 1000
     profile: bool = False  # also split one step of each variant by kind of kernel
-    target_ratio: float = 5.0  # the speed-up the profile says the peak fraction needed for
+    target_ratio: float = 5.0  # profile: print the peak fraction this ratio would need
 
 
 @dataclass
