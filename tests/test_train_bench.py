@@ -130,6 +130,7 @@ def test_peak_lines_say_what_fraction_the_target_needs() -> None:
 
     result = TrainBenchResult(TrainBenchConfig(target_ratio=5.0), "test CPU")
     result.images_per_s = {"torchvision": [100.0], "alexnet2012 (bf16, channels_last, eager)": [300.0]}
+    result.precisions = {"torchvision": "fp32", "alexnet2012 (bf16, channels_last, eager)": "bf16"}
     result.profiles = {name: {"convolutions": 1.0} for name in result.images_per_s}
     result.step_flops = {"torchvision": 4 * 10**9, "alexnet2012 (bf16, channels_last, eager)": 4 * 10**9}
     result.peak_flops = {"fp32": 0.5e12, "bf16": 4e12}

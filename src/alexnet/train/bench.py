@@ -58,6 +58,7 @@ class TrainBenchResult:
     config: TrainBenchConfig
     device_name: str
     images_per_s: dict[str, list[float]] = field(default_factory=dict)  # variant -> per round
+    precisions: dict[str, str] = field(default_factory=dict)  # variant -> fp32 | bf16 | fp16
     # variant -> kernel class -> milliseconds of one profiled step (profile=True)
     profiles: dict[str, dict[str, float]] = field(default_factory=dict)
     # profile=True: variant -> FLOP of one image's training step in convolutions and matrix
@@ -93,7 +94,7 @@ class TrainBenchResult:
         target = self.config.target_ratio
         for name, flops in self.step_flops.items():
             label = "torchvision" if name == "torchvision" else name.split(" (")[0]
-            precision = _precision_label(name)
+            precision = self.precisions[name]
             peak = self.peak_flops[precision]
             achieved = self.median(name) * flops
             line = (f"  {label:<12} {flops / 1e9:.2f} GFLOP per image, {achieved / 1e12:.2f} "
@@ -183,11 +184,6 @@ def matmul_peak(dtype: torch.dtype, device: torch.device, repeats: int = 5,
         if repeat:  # the first warms up
             best = min(best, elapsed)
     return 2 * size**3 / best
-
-
-def _precision_label(variant: str) -> str:
-    """'fp32' for the baseline, else the precision in the variant's '(bf16, ...)' suffix."""
-    return "fp32" if variant == "torchvision" else variant.split("(")[1].split(",")[0]
 
 
 def profile_step(step: Callable[[], None], device: torch.device) -> dict[str, float]:
@@ -298,14 +294,17 @@ def run_train_benchmark(config: TrainBenchConfig, log: Callable[[str], None] = p
     else:
         name = f"CPU, {torch.get_num_threads()} threads"
     precision = autocast_dtype(device, config.precision)
+    precision_name = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[precision]
     suffix = ", ".join(filter(None, [
-        {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[precision],
+        precision_name,
         "channels_last" if config.channels_last else "NCHW",
         "compiled" if config.compile else "eager"]))
     steps = {"torchvision": _baseline_step(device, config)}
     for model_name in config.models:
         steps[f"{model_name} ({suffix})"] = _candidate_step(model_name, device, config)
-    result = TrainBenchResult(config, name, {variant: [] for variant in steps})
+    result = TrainBenchResult(config, name, {variant: [] for variant in steps},
+                              {variant: "fp32" if variant == "torchvision" else precision_name
+                               for variant in steps})
     for variant, step in steps.items():
         log(f"warming up {variant} ...")
         for _ in range(config.warmup):
@@ -320,13 +319,12 @@ def run_train_benchmark(config: TrainBenchConfig, log: Callable[[str], None] = p
             log(f"profiling one step of {variant} ...")
             result.profiles[variant] = profile_step(step, device)
         log("measuring this machine's matrix-product peak ...")
+        # counted on fresh CPU copies: the FLOP depend on the architecture alone
         models = {"torchvision": torchvision.models.alexnet(num_classes=config.num_classes)}
         models.update({f"{name} ({suffix})": create_model(name, num_classes=config.num_classes)
                        for name in config.models})
-        dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-        for variant, model in models.items():
-            result.step_flops[variant] = training_flops(model, config.image_size)
-            precision = _precision_label(variant)
-            if precision not in result.peak_flops:
-                result.peak_flops[precision] = matmul_peak(dtypes[precision], device)
+        result.step_flops = {variant: training_flops(model, config.image_size)
+                             for variant, model in models.items()}
+        peaks = {"fp32": torch.float32, precision_name: precision or torch.float32}
+        result.peak_flops = {label: matmul_peak(dtype, device) for label, dtype in peaks.items()}
     return result
