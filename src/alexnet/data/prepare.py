@@ -16,10 +16,14 @@ mean/std, RGB covariance and its PCA) are accumulated in the same pass.
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import multiprocessing
 import os
+import signal
+import sys
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Iterator
@@ -38,17 +42,19 @@ from alexnet.data.stats import StatsAccumulator, compute_stats, save_stats
 from alexnet.data.store import (
     FORMAT,
     MANIFEST,
+    PROGRESS_FILE,
     SKIPPED_FILE,
     SPLIT_FILES,
     STATS_FILE,
+    check_split_name,
     file_sha256,
     open_store,
+    read_manifest_unchecked,
 )
 from alexnet.errors import AlexNetError
 
 STATS_SPLIT = "train"  # §2: the mean "over the training set"
 CHECKPOINT_SECONDS = 5.0
-PROGRESS_FILE = "progress.npz"
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,7 @@ class SplitReport:
     skipped: list[tuple[str, str]]  # (path, reason)
     conversions: dict[str, int]  # what was converted to RGB, and how often
     seconds: float
+    empty_classes: list[str] = field(default_factory=list)  # class folders with no image file
 
 
 @dataclass
@@ -94,6 +101,10 @@ class PrepareReport:
             if r.conversions:
                 converted = ", ".join(f"{k} {v}" for k, v in sorted(r.conversions.items()))
                 lines.append(f"    converted: {converted}")
+            if r.empty_classes:
+                shown = ", ".join(r.empty_classes[:5]) + (" ..." if len(r.empty_classes) > 5 else "")
+                lines.append(f"    warning: {len(r.empty_classes)} classes have no image in "
+                             f"{r.split}: {shown} (empty folders, or no image files in them)")
         if self.stats is not None:
             mean = ", ".join(f"{v:.1f}" for v in self.stats["channel_mean"])
             eigval = ", ".join(f"{v:.1f}" for v in self.stats["pca_eigval"])
@@ -138,6 +149,12 @@ def prepare(
                          class_names_file=class_names_file, download=download,
                          download_dir=download_dir, splits=splits)
     dest = Path(dest)
+    for split in source.splits:
+        check_split_name(split, str(src))
+        if (dest / split).is_symlink():
+            raise AlexNetError(f"{dest / split} is a link (to {os.readlink(dest / split)}); "
+                               "prepare writes only inside DEST: remove the link or choose "
+                               "another DEST")
     manifest = _start_manifest(dest, source, settings, overwrite)
     report = PrepareReport(dest, str(src))
     for split, all_items in source.splits.items():
@@ -150,12 +167,16 @@ def prepare(
                 f"{dest / split} was prepared from a different file list or selection; use "
                 "another DEST, the same options as before, or --overwrite to prepare it again"
             )
+        empty = [source.classes[c] for c in np.flatnonzero(
+            np.bincount(all_items.labels, minlength=len(source.classes)) == 0)]
         if done is not None:
             report.splits[split] = SplitReport(split, "already prepared", done["count"],
-                                               _read_skipped(dest / split), done["conversions"], 0.0)
+                                               _read_skipped(dest / split), done["conversions"],
+                                               0.0, empty)
             continue
         writer = _SplitWriter(dest / split, settings, fingerprint, stats=split == STATS_SPLIT)
         split_report = writer.run(source, split, items, workers, chunk_size, progress)
+        split_report.empty_classes = empty
         report.splits[split] = split_report
         manifest["splits"][split] = {
             "count": split_report.count, "skipped": len(split_report.skipped),
@@ -164,7 +185,9 @@ def prepare(
             "sha256": {name: file_sha256(dest / split / name) for name in SPLIT_FILES},
         }
         _finish_manifest(dest, manifest)
+        writer.forget_progress()  # only now: a kill before this re-finishes, never redecodes
     report.stats = _ensure_stats(dest, manifest)
+    manifest["complete"] = True
     _finish_manifest(dest, manifest)
     _check_outcome(report, strict)
     return report
@@ -209,24 +232,27 @@ def _check_outcome(report: PrepareReport, strict: bool) -> None:
 
 def _start_manifest(dest: Path, source: Source, settings: PrepareSettings, overwrite: bool
                     ) -> dict[str, Any]:
+    """The manifest to extend: the store's own, or a fresh one written at once with
+    ``"complete": false`` (readers refuse it until the last split is done), so an interrupted
+    store is always recognised as one, never mistaken for an image folder."""
     fresh = {
         "format": FORMAT, "image_size": settings.size, "classes": source.classes,
         "class_names": source.class_names, "imagenet_indices": source.imagenet_indices,
         "source": {"kind": source.kind, "root": str(source.root.resolve()), **source.details},
         "settings": settings.as_dict(), "splits": {}, "stats": None, "skipped": 0,
-        "created": _now(), "versions": _versions(),
+        "complete": False, "created": _now(), "versions": _versions(),
     }
-    path = dest / MANIFEST
+    if dest.exists() and not dest.is_dir():
+        raise AlexNetError(f"DEST {dest} is a file; give a folder for the store")
+    _check_ours(dest, overwrite)
     if overwrite:
         _remove_store(dest, list(source.splits))
+    path = dest / MANIFEST
     if not path.is_file():
-        if dest.exists() and not dest.is_dir():
-            raise AlexNetError(f"DEST {dest} is a file; give a folder for the store")
         dest.mkdir(parents=True, exist_ok=True)
+        _finish_manifest(dest, fresh)
         return fresh
-    old = json.loads(path.read_text())
-    if old.get("format") != FORMAT:
-        raise AlexNetError(f"{path} is not an alexnet store; choose another DEST")
+    old = read_manifest_unchecked(dest)
     if old["settings"] != fresh["settings"]:
         changed = [k for k in fresh["settings"] if old["settings"].get(k) != fresh["settings"][k]]
         was = ", ".join(f"{k}={old['settings'].get(k)}" for k in changed)
@@ -236,18 +262,59 @@ def _start_manifest(dest: Path, source: Source, settings: PrepareSettings, overw
         raise AlexNetError(f"{dest} holds a store with other classes ({len(old['classes'])} vs "
                            f"{len(fresh['classes'])}); use another DEST or --overwrite")
     old["class_names"], old["imagenet_indices"] = source.class_names, source.imagenet_indices
+    if any(split not in old["splits"] for split in source.splits):
+        old["complete"] = False  # a new split is being added
+        _finish_manifest(dest, old)
     return old
 
 
+# what prepare writes in DEST (and in each DEST/<split>/): anything else is not ours
+_STORE_FILES = {MANIFEST, STATS_FILE, SKIPPED_FILE}
+
+
+def _split_files() -> set[str]:
+    return {*SPLIT_FILES, SKIPPED_FILE, PROGRESS_FILE, *_PARTIAL_FILES}
+
+
+def _is_our_temp(name: str) -> bool:
+    return name.startswith(".") and name.endswith(".tmp")
+
+
+def _check_ours(dest: Path, overwrite: bool) -> None:
+    """Refuse a non-empty DEST that is not a store (unless --overwrite): prepare would write
+    over same-named files of someone else's (train/files.txt, stats.npz, ...)."""
+    if not dest.is_dir() or (dest / MANIFEST).is_file() or overwrite:
+        return
+    foreign = []
+    for entry in dest.iterdir():
+        if entry.is_dir() and not entry.is_symlink():
+            foreign += [f"{entry.name}/{p.name}" for p in entry.iterdir()
+                        if p.name not in _split_files() and not _is_our_temp(p.name)]
+        elif entry.name not in _STORE_FILES and not _is_our_temp(entry.name):
+            foreign.append(entry.name)
+    if foreign:
+        raise AlexNetError(f"DEST {dest} is not empty and is not an alexnet store (it holds "
+                           f"{foreign[0]!r}{f' and {len(foreign) - 1} more' if len(foreign) > 1 else ''}); "
+                           "give a new or empty folder, or --overwrite to write the store there")
+
+
 def _remove_store(dest: Path, splits: list[str]) -> None:
-    """Delete what a store consists of (never anything else in DEST)."""
-    manifest_splits = []
+    """Delete what a store consists of (never anything else in DEST, never outside it)."""
+    manifest_splits: list[str] = []
     if (dest / MANIFEST).is_file():
-        manifest_splits = list(json.loads((dest / MANIFEST).read_text()).get("splits", {}))
+        try:
+            manifest_splits = list(read_manifest_unchecked(dest)["splits"])  # names checked there
+        except AlexNetError as error:
+            if "plain folder name" in str(error):
+                raise  # a manifest naming paths outside DEST: delete nothing
+            # unreadable or foreign: only the splits this source names are removed
     for split in {*splits, *manifest_splits}:
-        for name in (*SPLIT_FILES, SKIPPED_FILE, PROGRESS_FILE, *_PARTIAL_FILES):
-            (dest / split / name).unlink(missing_ok=True)
-    for name in (MANIFEST, STATS_FILE, SKIPPED_FILE):
+        split_dir = dest / check_split_name(split, str(dest / MANIFEST))
+        if split_dir.is_symlink() or not split_dir.is_dir():
+            continue  # a link could lead out of DEST: never follow it to delete
+        for name in _split_files():
+            (split_dir / name).unlink(missing_ok=True)
+    for name in _STORE_FILES:
         (dest / name).unlink(missing_ok=True)
 
 
@@ -267,7 +334,7 @@ def _ensure_stats(dest: Path, manifest: dict[str, Any]) -> dict[str, Any] | None
         return None
     path = dest / STATS_FILE
     if not path.is_file():
-        store = open_store(dest, STATS_SPLIT)
+        store = open_store(dest, STATS_SPLIT, unfinished_ok=True)
         save_stats(path, compute_stats(store.images), len(store))
     with np.load(path) as data:
         summary = {"split": STATS_SPLIT, "count": int(data["count"]),
@@ -344,6 +411,30 @@ def _init_worker(config: _WorkerConfig) -> None:
     _worker_config = config
 
 
+def _init_pool_worker(config: _WorkerConfig, parent: int) -> None:
+    """A pool worker dies with prepare: a parent killed with SIGKILL cannot shut its pool
+    down, and orphaned workers (hundreds of MB each) would decode on for minutes."""
+    _init_worker(config)
+    if sys.platform.startswith("linux"):
+        try:  # the kernel sends SIGKILL when the parent goes (prctl PR_SET_PDEATHSIG = 1)
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)
+        except (OSError, AttributeError):
+            _watch_parent(parent)
+    else:
+        _watch_parent(parent)
+    if os.getppid() != parent:  # the parent died before the hook was set
+        os._exit(1)
+
+
+def _watch_parent(parent: int) -> None:
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
 def _decode_chunk(chunk: _Chunk) -> _ChunkResult:
     """Runs in a worker process: decode a chunk; a bad file is skipped, never fatal."""
     config = _worker_config
@@ -394,6 +485,9 @@ class _SplitWriter:
         self.dir.mkdir(parents=True, exist_ok=True)
         state = self._load_progress()
         status = "resumed" if state["next_item"] > 0 else "prepared"
+        if state.get("finished"):  # killed after the split was whole, before the manifest said so
+            stats = state.pop("stats_accumulator")
+            return self._finish(split, state, stats, state["seconds"], "resumed")
         if state["next_item"] == 0:
             state["skipped"] = [list(x) for x in items.unusable]
         stats = state.pop("stats_accumulator")
@@ -440,12 +534,15 @@ class _SplitWriter:
         path = self.dir / PROGRESS_FILE
         if not path.is_file():
             return fresh
-        with np.load(path) as data:
-            state = json.loads(str(data["state"]))
-            if state.get("fingerprint") != self.fingerprint:
-                return fresh  # a different file list or settings: start the split again
-            state["stats_accumulator"] = (StatsAccumulator.from_state(dict(data))
-                                          if self.with_stats else None)
+        try:
+            with np.load(path) as data:
+                state = json.loads(str(data["state"]))
+                if state.get("fingerprint") != self.fingerprint:
+                    return fresh  # a different file list or settings: start the split again
+                state["stats_accumulator"] = (StatsAccumulator.from_state(dict(data))
+                                              if self.with_stats else None)
+        except (OSError, ValueError, KeyError, json.JSONDecodeError):
+            return fresh  # damaged (the write itself is atomic): prepare the split again
         return state
 
     def _open_partials(self, state: dict[str, Any], frame: int) -> dict[str, Any]:
@@ -468,26 +565,48 @@ class _SplitWriter:
                 f.flush()
                 os.fsync(f.fileno())
         state["files_bytes"] = files["files"].tell() if not files["files"].closed else state["files_bytes"]
+        self._save_progress(state, stats)
+
+    def _save_progress(self, state: dict[str, Any], stats: StatsAccumulator | None) -> None:
         arrays = stats.state() if stats is not None else {}
-        tmp = self.dir / f".{PROGRESS_FILE}"
+        tmp = self.dir / f".{PROGRESS_FILE}.tmp"
         with tmp.open("wb") as f:
             np.savez(f, state=np.asarray(json.dumps(state)), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
         tmp.replace(self.dir / PROGRESS_FILE)
 
     def _finish(self, split: str, state: dict[str, Any], stats: StatsAccumulator | None,
                 seconds: float, status: str) -> SplitReport:
-        labels = np.fromfile(self.dir / "labels.partial", dtype=np.int64)
-        np.save(self.dir / "labels.npy", labels)
-        (self.dir / "labels.partial").unlink()
-        (self.dir / "files.partial").replace(self.dir / "files.txt")
-        (self.dir / "images.u8.partial").replace(self.dir / "images.u8")
+        """Turn the partial files into the split's files. Idempotent: progress.npz first
+        records that the split is whole, so a kill anywhere in here is finished by a re-run
+        (and progress.npz goes only once the manifest has the split: ``forget_progress``)."""
+        if not state.get("finished"):
+            for name in _PARTIAL_FILES:  # durable before the split is declared whole
+                with (self.dir / name).open("rb") as f:
+                    os.fsync(f.fileno())
+            state["finished"] = True
+            state["seconds"] = seconds
+            self._save_progress(state, stats)
+        if (self.dir / "labels.partial").is_file():
+            labels = np.fromfile(self.dir / "labels.partial", dtype=np.int64)
+            tmp = self.dir / ".labels.npy.tmp"
+            with tmp.open("wb") as f:
+                np.save(f, labels)
+            tmp.replace(self.dir / "labels.npy")
+            (self.dir / "labels.partial").unlink()
+        for partial, final in (("files.partial", "files.txt"), ("images.u8.partial", "images.u8")):
+            if (self.dir / partial).is_file():
+                (self.dir / partial).replace(self.dir / final)
         skipped = [(str(p), str(r)) for p, r in state["skipped"]]
         _atomic_write(self.dir / SKIPPED_FILE, "".join(f"{p}\t{r}\n" for p, r in skipped))
         if stats is not None and stats.count > 0:
             save_stats(self.dir.parent / STATS_FILE, stats.finish(), stats.count)
-        (self.dir / PROGRESS_FILE).unlink(missing_ok=True)
         return SplitReport(split, status, int(state["written"]), skipped,
                            dict(state["conversions"]), seconds)
+
+    def forget_progress(self) -> None:
+        (self.dir / PROGRESS_FILE).unlink(missing_ok=True)
 
 
 def _chunks(items: SplitItems, start: int, chunk_size: int) -> Iterator[_Chunk]:
@@ -507,8 +626,8 @@ def _decode_in_parallel(chunks: Iterator[_Chunk], config: _WorkerConfig, workers
     # fork where the platform has it: workers start at once and need only PIL and numpy
     method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
     context = multiprocessing.get_context(method)
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
-                             initargs=(config,)) as pool:
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_pool_worker,
+                             initargs=(config, os.getpid())) as pool:
         pending: deque[Future[_ChunkResult]] = deque()
         try:
             for chunk in chunks:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,6 +41,8 @@ MANIFEST = "manifest.json"
 STATS_FILE = "stats.npz"
 SKIPPED_FILE = "skipped.tsv"
 SPLIT_FILES = ("images.u8", "labels.npy", "files.txt")
+PROGRESS_FILE = "progress.npz"  # a split being prepared (alexnet.data.prepare)
+SPLIT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 @dataclass(frozen=True)
@@ -121,28 +124,70 @@ class ImageStore:
         return np.take(self.images, indices, axis=0, out=out)
 
 
+def check_split_name(name: object, where: str) -> str:
+    """``name`` if it is a plain folder name; a split name read from a manifest or given by a
+    user becomes a path under the store, so ``../x``, ``/x`` or ``a/b`` must never pass."""
+    if not isinstance(name, str) or not SPLIT_NAME.fullmatch(name) or name in (".", ".."):
+        raise AlexNetError(f"split name {name!r} in {where} is not a plain folder name (letters, "
+                           "digits, '_', '-', '.'); the store may be damaged or not made by "
+                           "alexnet prepare: prepare it again into a new folder")
+    return name
+
+
+def is_store_folder(root: str | os.PathLike[str]) -> bool:
+    """True when ``root`` holds a store's manifest, finished or not."""
+    return (Path(root) / MANIFEST).is_file()
+
+
 def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
-    root = Path(root)
-    path = root / MANIFEST
-    if not path.is_file():
-        hint = " (interrupted: re-run alexnet prepare to finish)" if any(root.glob("*/progress.json")) else ""
-        raise AlexNetError(f"no prepared store at {root} ({MANIFEST} missing){hint}; "
-                           f"run: alexnet prepare SRC {root}")
-    manifest = json.loads(path.read_text())
-    if manifest.get("format") != FORMAT:
-        raise AlexNetError(f"{path} is not an alexnet store (format {manifest.get('format')!r}, "
-                           f"expected {FORMAT!r})")
+    """manifest.json, checked: format, plain split names, and finished (see ``prepare``)."""
+    manifest = read_manifest_unchecked(root)
+    if manifest.get("complete") is False:  # stores written before the flag are complete
+        root = Path(root)
+        source = manifest.get("source", {}).get("root", "SRC")
+        raise AlexNetError(f"the store {root} is unfinished (alexnet prepare was interrupted); "
+                           f"finish it by running the same command again: alexnet prepare "
+                           f"{source} {root}")
     return manifest
 
 
-def open_store(root: str | os.PathLike[str], split: str = "train") -> ImageStore:
-    """Open one split of a prepared store, memory-mapped (nothing is read until used)."""
+def read_manifest_unchecked(root: str | os.PathLike[str]) -> dict[str, Any]:
+    """manifest.json with its format and split names checked, finished or not."""
     root = Path(root)
-    manifest = read_manifest(root)
+    path = root / MANIFEST
+    if not path.is_file():
+        interrupted = any(root.glob(f"*/{PROGRESS_FILE}"))
+        hint = " (interrupted: re-run alexnet prepare to finish)" if interrupted else ""
+        raise AlexNetError(f"no prepared store at {root} ({MANIFEST} missing){hint}; "
+                           f"run: alexnet prepare SRC {root}")
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise AlexNetError(f"{path} cannot be read as JSON ({type(error).__name__}): the store "
+                           "is damaged; prepare it again with alexnet prepare --overwrite") from error
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        found = manifest.get("format") if isinstance(manifest, dict) else type(manifest).__name__
+        raise AlexNetError(f"{path} is not an alexnet store (format {found!r}, "
+                           f"expected {FORMAT!r})")
+    splits = manifest.get("splits")
+    if not isinstance(splits, dict):
+        raise AlexNetError(f"{path} has no 'splits' table: the store is damaged; prepare it "
+                           "again with alexnet prepare --overwrite")
+    for name in splits:
+        check_split_name(name, str(path))
+    return manifest
+
+
+def open_store(root: str | os.PathLike[str], split: str = "train", *,
+               unfinished_ok: bool = False) -> ImageStore:
+    """Open one split of a prepared store, memory-mapped (nothing is read until used).
+    ``unfinished_ok``: also while prepare is still adding splits (prepare's own use)."""
+    root = Path(root)
+    manifest = read_manifest_unchecked(root) if unfinished_ok else read_manifest(root)
     splits = manifest["splits"]
     if split not in splits:
         available = ", ".join(splits) or "none"
-        interrupted = (root / split / "progress.json").is_file()
+        interrupted = (root / split / PROGRESS_FILE).is_file()
         why = "its preparation was interrupted: re-run alexnet prepare" if interrupted else \
             f"it has: {available}"
         raise AlexNetError(f"split {split!r} not in store {root}; {why}")
