@@ -17,6 +17,7 @@ from alexnet.errors import AlexNetError, unknown_choice
 from alexnet.models.alexnet2012 import AlexNet2012
 from alexnet.models.alexnet2014 import AlexNet2014
 from alexnet.models.cifar import CudaConvnetCifar
+from alexnet.models.cifar_local import CudaConvnetLocal
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,13 @@ MODELS: dict[str, ModelSpec] = {
             "cifar_fig1", CudaConvnetCifar,
             "the four-layer CIFAR-10 net of Fig. 1 (activation relu|tanh)",
             "Fig. 1, §3.1", 32, 89_578, {"lrn": False},
+        ),
+        ModelSpec(
+            "cifar_conv_local", CudaConvnetLocal,
+            "cuda-convnet's CIFAR-10 net with locally-connected layers (13% error; lrn=True: "
+            "the 11% net), the net of §3.3's CIFAR-10 claim",
+            "cuda-convnet example-layers/layers-conv-local-13pct.cfg, -11pct.cfg; §3.3", 24,
+            1_116_490,
         ),
     )
 }
