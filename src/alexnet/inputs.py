@@ -77,7 +77,7 @@ class StoreImages:
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
         total = len(self) if limit is None else min(limit, len(self))
         for start in range(0, total, batch_size):
-            rows = self.rows[start:start + batch_size]
+            rows = self.rows[start:min(start + batch_size, total)]  # --limit is exact
             images = self.store.read(rows)  # rows ascending: one pass front to back
             yield Batch(torch.from_numpy(images), torch.from_numpy(self.store.labels[rows]),
                         np.arange(start, start + len(rows)))
