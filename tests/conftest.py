@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 import torch
 
+# Tests never contact a model hub: huggingface_hub reads this when it is first imported.
+os.environ["HF_HUB_OFFLINE"] = "1"
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("ALEXNET_SHARED_DATA", REPO.parent / "shared" / "data"))
 

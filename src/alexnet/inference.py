@@ -76,7 +76,9 @@ def feature_module(model: nn.Module, layer: str) -> nn.Module:
         return layers[f"relu{number}"]
     if layer in layers:
         return layers[layer]
-    raise AlexNetError(f"unknown layer {layer!r}; valid: {', '.join(layers)}")
+    # an int8 ONNX graph (alexnet.onnx_model) says which of its outputs are layers
+    note = f" ({model.feature_note})" if hasattr(model, "feature_note") else ""
+    raise AlexNetError(f"unknown layer {layer!r}; valid: {', '.join(layers)}{note}")
 
 
 @dataclass

@@ -25,6 +25,8 @@ from torch import nn
 from alexnet.checkpoint import Checkpoint, load_model
 from alexnet.data.augment import VIEWS, EvalTransform
 from alexnet.errors import AlexNetError, unknown_choice
+from alexnet.hub import from_pretrained, is_hf_folder
+from alexnet.onnx_model import is_onnx, load_onnx
 from alexnet.train.step import autocast_dtype
 
 VIEW_ALIASES = {"10crop": "ten_crop"}
@@ -54,7 +56,13 @@ def load_models(
     loaded: list[LoadedModel] = []
     for path in checkpoints:
         try:
-            model, info = load_model(path)
+            # an int8 graph or a Hugging Face folder of `alexnet export` scores like a checkpoint
+            if is_onnx(path):
+                model, info = load_onnx(path)
+            elif is_hf_folder(path):
+                model, info = from_pretrained(path)
+            else:
+                model, info = load_model(path)
         except AlexNetError as error:
             hint = ("; torchvision .pth weights are read with --weights torchvision --weights-file PATH"
                     if "not an alexnet checkpoint" in str(error) else "")
@@ -100,7 +108,11 @@ class ScoringModel:
         self.device = device
         if precision not in PRECISIONS:
             raise unknown_choice("precision", precision, PRECISIONS)
-        self.autocast = autocast_dtype(device, precision)
+        # an int8 graph (alexnet.onnx_model) has its own arithmetic: no autocast, CPU only
+        self.int8 = getattr(loaded.model, "precision", None) == "int8"
+        if self.int8 and device.type != "cpu":
+            raise AlexNetError(f"{loaded.name} is an int8 ONNX model: it runs on the CPU only; use --device cpu")
+        self.autocast = None if self.int8 else autocast_dtype(device, precision)
         self.model = loaded.model.eval().to(device, memory_format=torch.channels_last)
         pre = loaded.info.preprocess
         missing = [key for key in ("image_size", "crop_size", "mean") if key not in pre]
@@ -118,6 +130,8 @@ class ScoringModel:
 
     @property
     def precision(self) -> str:
+        if self.int8:
+            return "int8"
         return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast]
 
     def resize(self, images: torch.Tensor) -> torch.Tensor:

@@ -233,19 +233,47 @@ def _neighbors(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("export", "write a model as ONNX (checked with onnxruntime), safetensors or TorchScript")
+@command("export", "write a model as ONNX (checked with onnxruntime; --int8: quantised), safetensors, "
+                   "TorchScript, or a Hugging Face folder with a model card")
 def _export_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("checkpoints", nargs="*", metavar="CKPT", help="one checkpoint")
+    parser.add_argument("checkpoints", nargs="*", metavar="RUN_OR_CKPT",
+                        help="one checkpoint, or a run folder (its best checkpoint)")
     _model_arguments(parser, several=False)
-    parser.add_argument("--format", required=True, choices=["onnx", "safetensors", "torchscript"])
-    parser.add_argument("--out", default=None, metavar="FILE", help="default: beside the checkpoint")
+    parser.add_argument("--format", required=True, choices=["onnx", "safetensors", "torchscript", "hf"],
+                        help="hf: config.json + model.safetensors + README.md model card in the folder --out")
+    parser.add_argument("--out", default=None, metavar="FILE",
+                        help="default: beside the checkpoint (--format hf: a folder, required)")
     parser.add_argument("--no-check", action="store_true", help="skip the check against PyTorch")
+    parser.add_argument("--int8", action="store_true",
+                        help="with --format onnx: static int8 quantisation (onnxruntime), for the CPU")
+    parser.add_argument("--calibration", default=None, metavar="DIR",
+                        help="--int8: store or image folder to calibrate on (default: the run's training data)")
+    parser.add_argument("--calibration-split", default="train")
+    parser.add_argument("--calibration-images", type=int, default=300)
+    parser.add_argument("--calibration-method", default="minmax", choices=["minmax", "percentile", "entropy"])
 
 
 @_export_args
 def _export(args: argparse.Namespace) -> int:
     from alexnet.export import export_model
+    from alexnet.report.card import export_hf, resolve_run
 
+    if args.int8 and args.format != "onnx":
+        raise AlexNetError(f"--int8 quantises the ONNX graph; use --format onnx, not --format {args.format}")
+    if args.format == "hf":
+        if args.out is None or len(args.checkpoints) != 1:
+            raise AlexNetError("alexnet export RUN_OR_CKPT --format hf --out DIR: one run folder or "
+                               "checkpoint and the folder to write")
+        print(export_hf(args.checkpoints[0], args.out).summary())
+        return 0
+    args.checkpoints = [str(resolve_run(path)[0]) for path in args.checkpoints]
+    if args.int8:
+        from alexnet.quantize import QuantizeConfig, quantize_model
+
+        config = QuantizeConfig(args.calibration, args.calibration_split, args.calibration_images,
+                                method=args.calibration_method)
+        print(quantize_model(_one_model(args)[0], args.out, config).summary())
+        return 0
     result = export_model(_one_model(args)[0], args.format, args.out, check=not args.no_check)
     print(result.summary())
     return 0

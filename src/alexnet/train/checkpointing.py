@@ -18,6 +18,7 @@ reads and falls back to the newest step file that loads.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -33,6 +34,10 @@ from alexnet.checkpoint import Checkpoint, read_checkpoint, save_checkpoint, unw
 from alexnet.errors import AlexNetError
 
 STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
+# What a run writes in its folder (by name): --fresh removes these and nothing else.
+CHECKPOINT_FILE = re.compile(r"^(step-\d+\.pt|last\.pt|best\.pt|\.(step-\d+|last|best)\.pt\..*\.tmp)$")
+TENSORBOARD_FILE = re.compile(r"^events\.out\.tfevents\.")
+TEMP_FILE = re.compile(r"^\..+\.tmp$")
 
 
 class RunFolder:
@@ -145,13 +150,60 @@ class RunFolder:
         tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
         os.replace(tmp, path)
 
+    def own_files(self) -> tuple[Path, ...]:
+        return (self.config, self.metrics, self.weights, self.summary)
+
+    def check_ours(self) -> None:
+        """Refuse a folder holding files a run did not write: training would write over an
+        unrelated config.json or summary.json, and --fresh would delete beside them."""
+        if not self.root.exists():
+            return
+        if not self.root.is_dir():
+            raise AlexNetError(f"--out {self.root} is a file; give a folder for the run")
+        if self.config.exists():
+            if not _holds_json_keys(self.config, "model", "versions"):
+                raise AlexNetError(f"{self.config} is not an alexnet run's config; training "
+                                   "would write over it: choose another --out")
+            if self.summary.exists() and not _holds_json_keys(self.summary, "status", "paths"):
+                raise AlexNetError(f"{self.summary} is not an alexnet run's summary; training "
+                                   "would write over it: choose another --out")
+            return  # a run folder of ours: anything the user added beside it is left alone
+        foreign = [entry.name for entry in self.root.iterdir() if not self._is_ours(entry)]
+        if foreign:
+            more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+            raise AlexNetError(f"--out {self.root} is not empty and is not a run folder (it "
+                               f"holds {foreign[0]!r}{more}); choose a new or empty folder")
+
+    def _is_ours(self, entry: Path) -> bool:
+        if entry.name in {p.name for p in self.own_files()} or TEMP_FILE.match(entry.name):
+            return entry.name != self.summary.name or _holds_json_keys(entry, "status", "paths")
+        pattern = {self.checkpoints.name: CHECKPOINT_FILE,
+                   self.tensorboard.name: TENSORBOARD_FILE}.get(entry.name)
+        return (pattern is not None and entry.is_dir() and not entry.is_symlink()
+                and all(pattern.match(p.name) for p in entry.iterdir()))
+
     def clear(self) -> None:
-        """--fresh: remove what an earlier run wrote here (never other files)."""
-        for path in (self.config, self.metrics, self.weights, self.summary):
+        """--fresh: remove what an earlier run wrote here, by name; never other files (a
+        folder the user put files in is left with them)."""
+        for path in self.own_files():
             path.unlink(missing_ok=True)
-        for folder in (self.checkpoints, self.tensorboard):
-            if folder.is_dir():
-                shutil.rmtree(folder)
+        for folder, pattern in ((self.checkpoints, CHECKPOINT_FILE),
+                                (self.tensorboard, TENSORBOARD_FILE)):
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for path in folder.iterdir():
+                if pattern.match(path.name) and path.is_file() and not path.is_symlink():
+                    path.unlink()
+            with contextlib.suppress(OSError):  # not empty: it holds the user's files
+                folder.rmdir()
+
+
+def _holds_json_keys(path: Path, *keys: str) -> bool:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(data, dict) and all(key in data for key in keys)
 
 
 def _link_over(source: Path, target: Path) -> None:

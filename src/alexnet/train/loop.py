@@ -114,6 +114,7 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
                            "data parallelism in this implementation; use one or the other")
 
     # ---- 1. inputs checked, then resume or start over -------------------------------------
+    run.check_ours()  # never write over (or, with --fresh, delete beside) files not ours
     tower_devices = _check_inputs(config)
     if tower_devices is not None:
         device = tower_devices[0]  # inputs start and logits end on the first tower's device
