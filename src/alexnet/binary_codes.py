@@ -19,6 +19,7 @@ of bits is measured beside it as a baseline.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import asdict, dataclass
 
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, check_positive
 from alexnet.inference import nearest_neighbors
 
 
@@ -40,6 +41,13 @@ class CodeConfig:
     lr: float = 2e-3  # Adam
     noise: float = 3.0  # std of the Gaussian noise on the code units' input (logits)
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_positive(code_bits=self.bits, code_steps=self.steps, hidden=self.hidden,
+                       batch_size=self.batch_size)
+        if not (math.isfinite(self.lr) and self.lr > 0) or not (math.isfinite(self.noise) and self.noise >= 0):
+            raise AlexNetError(f"CodeConfig: lr must be positive and noise 0 or more, got lr={self.lr}, "
+                               f"noise={self.noise}")
 
 
 class BinaryAutoencoder(nn.Module):

@@ -21,7 +21,9 @@ renamed over the destination: a process killed mid-write leaves the previous fil
 from __future__ import annotations
 
 import os
-import tempfile
+import pickle
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,38 +31,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, short_reason
 from alexnet.models import create_model
+from alexnet.outputs import atomic_write, check_output_file
 
 FORMAT = "alexnet-checkpoint/1"
 
 
-def atomic_save(obj: Any, path: str | os.PathLike[str]) -> None:
-    """``torch.save`` to ``path`` so that readers see the old file or the new, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+def atomic_save(obj: Any, path: str | os.PathLike[str],
+                inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
+    """``torch.save`` to ``path`` so that readers see the old file or the new, never half
+    (``alexnet.outputs.atomic_write``); ``path`` must not be one of ``inputs``."""
+    atomic_write(path, lambda temporary: torch.save(obj, temporary), inputs=inputs)
 
 
 def unwrap(model: nn.Module) -> nn.Module:
@@ -108,8 +90,17 @@ def save_checkpoint(
     )
 
 
+# what every alexnet checkpoint holds (save_checkpoint writes all of them), and their types
+REQUIRED = {"model_name": str, "model_options": dict, "model": dict, "classes": list,
+            "class_names": list, "preprocess": dict}
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip format / legacy pickle
+
+
 def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The raw checkpoint dict, with one-line errors for a missing or foreign file."""
+    """The raw checkpoint dict, with one-line errors for a missing, damaged or foreign file.
+
+    Loaded with ``weights_only=True``: a file holding pickled Python objects (which could
+    run code when unpickled) is refused, with advice to convert a trusted one."""
     path = Path(path)
     if not path.exists():
         raise AlexNetError(f"checkpoint not found: {path}")
@@ -117,12 +108,45 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
         raise AlexNetError(f"{path} is a folder; give a checkpoint file (e.g. {path}/best.pt)")
     try:
         data = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as error:  # truncated, not a torch file, or unsafe pickle content
-        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise AlexNetError(f"cannot read checkpoint {path}: {first_line[:200]}") from error
+    except pickle.UnpicklingError as error:
+        refused = re.search(r"GLOBAL (\S+)", str(error))
+        if "weights only load failed" in str(error).lower() or refused:
+            what = f" ({refused.group(1)})" if refused else ""
+            raise AlexNetError(f"refusing to load {path}: it holds pickled Python objects{what}, "
+                               "which could run code; if you trust where it came from, convert it to plain "
+                               f"tensors with `alexnet convert-checkpoint {path} OUT.pt --trust-source`; "
+                               "never load a file you do not trust") from error
+        raise AlexNetError(unreadable(path, error)) from error
+    except Exception as error:  # truncated, not a torch file, unreadable
+        raise AlexNetError(unreadable(path, error)) from error
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise AlexNetError(f"{path} is not an alexnet checkpoint (no '{FORMAT}' format tag)")
+    missing = [key for key, kind in REQUIRED.items() if not isinstance(data.get(key), kind)]
+    if missing:
+        raise AlexNetError(f"{path} is a damaged alexnet checkpoint: "
+                           f"{', '.join(repr(k) for k in missing)} missing or of the wrong type; "
+                           "use another checkpoint (e.g. a step-*.pt of the same run)")
     return data
+
+
+def unreadable(path: Path, error: BaseException) -> str:
+    """Why a file torch.load could not read is not a checkpoint, in words."""
+    if isinstance(error, OSError):
+        return f"cannot read checkpoint {path}: {error.strerror or short_reason(error)}"
+    try:
+        with path.open("rb") as f:
+            head = f.read(16)
+    except OSError as os_error:
+        return f"cannot read checkpoint {path}: {os_error.strerror}"
+    if not head:
+        return f"checkpoint {path} is empty (0 bytes): it was not written completely; use another one"
+    if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC):
+        return (f"checkpoint {path} is damaged or truncated ({short_reason(error, 90)}); "
+                "use another one (e.g. a step-*.pt of the same run)")
+    start = head.decode("latin-1")
+    shown = "".join(c if c.isprintable() else "." for c in start)
+    return (f"{path} is not a PyTorch checkpoint (it starts with {shown!r}); give a .pt file "
+            "written by alexnet train")
 
 
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> tuple[nn.Module, Checkpoint]:
@@ -143,6 +167,46 @@ def load_model(path: str | os.PathLike[str], map_location: str | torch.device = 
     except RuntimeError as error:
         raise AlexNetError(
             f"checkpoint {path} does not match {info.model_name} with {info.model_options}: "
-            f"{str(error).splitlines()[0][:200]}"
+            f"{short_reason(error)}"
         ) from error
     return model.eval(), info
+
+
+def convert_trusted(source: str | os.PathLike[str], dest: str | os.PathLike[str]) -> Path:
+    """Re-save a checkpoint that holds pickled objects as plain tensors and containers, so
+    that ``read_checkpoint`` (``weights_only=True``) reads it. UNSAFE on an untrusted file:
+    unpickling ``source`` runs whatever code it names; only for files you trust.
+
+    numpy arrays and scalars become tensors and Python numbers, a whole ``nn.Module`` its
+    ``state_dict``, other objects their ``str``."""
+    source, dest = Path(source), Path(dest)
+    if not source.is_file():
+        raise AlexNetError(f"checkpoint not found: {source}")
+    check_output_file(dest, inputs=[source], flag="OUT")
+    try:
+        data = torch.load(source, map_location="cpu", weights_only=False)
+    except Exception as error:
+        raise AlexNetError(unreadable(source, error)) from error
+    atomic_save(_plain(data), dest, inputs=[source])
+    torch.load(dest, map_location="cpu", weights_only=True)  # what it is for: a safe load works
+    return dest
+
+
+def _plain(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, torch.Tensor | str | bytes | bool | int | float | type(None)):
+        return value
+    if isinstance(value, nn.Module):
+        return dict(value.state_dict())
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(value))
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, dict):
+        return {(_plain(k) if isinstance(k, np.generic) else k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value) if type(value) in (list, tuple) else [_plain(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    return str(value)

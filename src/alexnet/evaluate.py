@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 import torch
 from tqdm import tqdm
 
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, check_positive
 from alexnet.inputs import ImageSource
 from alexnet.scoring import LoadedModel, ScoringModel, canonical_view, map_classes, resolve_device
 
@@ -116,8 +116,7 @@ def evaluate(
     progress: bool = True,
 ) -> EvalResult:
     """Score every image of ``source`` (up to ``limit``) with ``models`` (averaged softmax)."""
-    if batch_size < 1:
-        raise AlexNetError(f"--batch-size must be positive, got {batch_size}")
+    check_positive(batch_size=batch_size, limit=limit)
     views = canonical_view(views)
     torch_device = resolve_device(device)
     mappings = [map_classes(m, source.classes, source.name, label_space) for m in models]

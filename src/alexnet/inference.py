@@ -22,8 +22,9 @@ from torch import nn
 from tqdm import tqdm
 
 from alexnet.data.images import BadImageError, load_image
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, check_positive
 from alexnet.inputs import ImageSource
+from alexnet.outputs import atomic_write, check_output_file
 from alexnet.scoring import LoadedModel, ScoringModel, resolve_device
 
 
@@ -45,6 +46,7 @@ def predict_files(
     precision: str = "auto",
 ) -> list[Prediction]:
     """Top-``topk`` classes per image (softmax averaged over ``models`` and ``views``)."""
+    check_positive(top=topk)
     classes = list(models[0].info.classes)
     if any(list(m.info.classes) != classes for m in models):
         raise AlexNetError("the models given have different classes; predict with one at a time")
@@ -56,8 +58,7 @@ def predict_files(
         try:
             image = torch.tensor(load_image(file, size)).unsqueeze(0)  # (1, S, S, 3)
         except BadImageError as error:
-            reason = "file not found" if not Path(file).exists() else str(error)
-            predictions.append(Prediction(str(file), error=reason))
+            predictions.append(Prediction(str(file), error=str(error)))
             continue
         probs = torch.stack([s.probabilities(image, views) for s in scorers]).mean(dim=0)[0]  # (C,)
         values, indices = probs.topk(min(topk, len(classes)))
@@ -94,15 +95,13 @@ class Features:
     model: str
     indices: np.ndarray  # (N,) position of each image in the source it was read from
 
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        path = Path(path)
-        if path.suffix != ".npz":
-            raise AlexNetError(f"--out {path}: features are written as .npz; name the file *.npz")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, features=self.features, labels=self.labels, files=np.array(self.files),
-                 classes=np.array(self.classes), class_names=np.array(self.class_names),
-                 layer=np.array(self.layer), model=np.array(self.model), indices=self.indices)
-        return path
+    def save(self, path: str | os.PathLike[str], inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+        """Write ``path`` (*.npz) atomically; refused where it is one of ``inputs``."""
+        path = check_output_file(path, inputs=inputs, flag="--out", suffixes=[".npz"])
+        arrays = dict(features=self.features, labels=self.labels, files=np.array(self.files),
+                      classes=np.array(self.classes), class_names=np.array(self.class_names),
+                      layer=np.array(self.layer), model=np.array(self.model), indices=self.indices)
+        return atomic_write(path, lambda temporary: np.savez(temporary, **arrays), inputs=inputs, flag="--out")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Features:
@@ -123,6 +122,7 @@ def extract_features(
     progress: bool = True,
 ) -> Features:
     """``layer``'s activations (flattened) for the centre view of every image of ``source``."""
+    check_positive(batch_size=batch_size, limit=limit)
     scorer = ScoringModel(loaded, resolve_device(device), precision)
     module = feature_module(scorer.model, layer)
     captured: list[torch.Tensor] = []

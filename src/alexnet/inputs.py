@@ -28,7 +28,7 @@ import torch
 from alexnet.data.images import BadImageError, from_array, load_image
 from alexnet.data.sources import SPLIT_FOLDERS, Source, SplitItems, open_source
 from alexnet.data.store import MANIFEST, ImageStore, open_store
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, check_positive
 
 
 @dataclass
@@ -75,6 +75,7 @@ class StoreImages:
         return len(self.rows)
 
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+        check_positive(batch_size=batch_size, limit=limit)
         total = len(self) if limit is None else min(limit, len(self))
         for start in range(0, total, batch_size):
             rows = self.rows[start:min(start + batch_size, total)]  # --limit is exact
@@ -119,6 +120,7 @@ class FolderImages:
             return str(error)
 
     def batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+        check_positive(batch_size=batch_size, limit=limit)
         total = len(self) if limit is None else min(limit, len(self))
         # Pillow releases the GIL while decoding and resizing, so threads use every core;
         # up to two batches ahead are decoded while the caller computes on this one.
@@ -188,10 +190,10 @@ def _folder(source: Source, items: SplitItems, size: int, split: str) -> FolderI
 
 
 def image_files(files: Sequence[str | os.PathLike[str]], size: int) -> FolderImages:
-    """Loose image files as an unlabelled source (every label 0, class "query")."""
-    missing = [str(f) for f in files if not Path(f).is_file()]
-    if missing:
-        raise AlexNetError(f"image not found: {missing[0]}")
+    """Loose image files as an unlabelled source (every label 0, class "query"); a file that
+    cannot be read (missing, a folder, a symlink loop) is skipped with its reason when read."""
+    if not files:
+        raise AlexNetError("no image file given")
     return FolderImages(Path("."), ["query"], ["query"], size, [str(f) for f in files],
                         np.zeros(len(files), dtype=np.int64))
 

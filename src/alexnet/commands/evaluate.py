@@ -9,7 +9,8 @@ from pathlib import Path
 
 from alexnet.cli import command
 from alexnet.commands.bench import benchmark
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, check_non_negative, check_positive
+from alexnet.outputs import check_figure_path, check_output_file, write_json
 
 
 def _model_arguments(parser: argparse.ArgumentParser, several: bool = True) -> None:
@@ -50,16 +51,24 @@ def _open(args: argparse.Namespace, models: list, split: str | None = None):
     return open_images(args.data, split or args.split, size)
 
 
-def _write_json(target: str | None, payload: object) -> None:
+def _inputs(args: argparse.Namespace, *more: str) -> list[str]:
+    """The files a command reads, which its outputs must never overwrite."""
+    return [*getattr(args, "checkpoints", []), *([args.weights_file] if args.weights_file else []), *more]
+
+
+def _check_json(target: str | None, inputs: list[str]) -> None:
+    """Refuse a bad --json location before any work (an input, a folder, unwritable)."""
+    if target is not None and target != "-":
+        check_output_file(target, inputs=inputs, flag="--json")
+
+
+def _write_json(target: str | None, payload: object, inputs: list[str] | None = None) -> None:
     if target is None:
         return
-    text = json.dumps(payload, indent=2, default=str)
     if target == "-":
-        print(text)
+        print(json.dumps(payload, indent=2, default=str))
         return
-    path = Path(target)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text + "\n")
+    path = write_json(target, payload, inputs=inputs or [], flag="--json")
     print(f"wrote {path}", file=sys.stderr)
 
 
@@ -86,8 +95,8 @@ def _evaluate_args(parser: argparse.ArgumentParser) -> None:
 def _evaluate(args: argparse.Namespace) -> int:
     from alexnet.evaluate import evaluate, format_per_class, format_table
 
-    if args.limit is not None and args.limit < 1:
-        raise AlexNetError(f"--limit must be positive, got {args.limit}")
+    check_positive(limit=args.limit, batch_size=args.batch_size)
+    _check_json(args.json, _inputs(args))
     models = _load(args, args.checkpoints)
     source = _open(args, models)
     result = evaluate(models, source, args.views, args.label_space, args.batch_size, args.device,
@@ -97,7 +106,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(format_table(result, paper_rows=not args.no_paper_rows))
         print(format_per_class(result))
         print(f"{result.n_images} images in {result.seconds:.1f} s ({result.images_per_s:.0f} images/s)")
-    _write_json(args.json, result.to_json())
+    _write_json(args.json, result.to_json(), _inputs(args))
     return 0
 
 
@@ -122,8 +131,8 @@ def _predict(args: argparse.Namespace) -> int:
     checkpoints, images = ([], args.inputs) if args.weights else (args.inputs[:1], args.inputs[1:])
     if not images:
         raise AlexNetError("no image given: alexnet predict CKPT IMAGE [IMAGE ...]")
-    if args.top < 1:
-        raise AlexNetError(f"--top must be positive, got {args.top}")
+    check_positive(top=args.top)
+    _check_json(args.json, [*checkpoints, *images, *([args.weights_file] if args.weights_file else [])])
     models = _load(args, checkpoints)
     predictions = predict_files(models, images, args.top, args.views, args.device, args.precision)
     for p in predictions:
@@ -134,7 +143,7 @@ def _predict(args: argparse.Namespace) -> int:
             for class_id, name, probability in p.top:
                 label = class_id if class_id == name else f"{class_id} {name}"
                 print(f"  {probability:7.2%}  {label}")
-    _write_json(args.json, [asdict(p) for p in predictions])
+    _write_json(args.json, [asdict(p) for p in predictions], [*checkpoints, *images])
     return 2 if any(p.error for p in predictions) else 0
 
 
@@ -152,10 +161,12 @@ def _features_args(parser: argparse.ArgumentParser) -> None:
 def _features(args: argparse.Namespace) -> int:
     from alexnet.inference import extract_features
 
+    check_positive(limit=args.limit, batch_size=args.batch_size)
+    check_output_file(args.out, inputs=_inputs(args), flag="--out", suffixes=[".npz"])
     models = _one_model(args)
     features = extract_features(models[0], _open(args, models), args.layer, args.batch_size,
                                 args.device, args.precision, args.limit, progress=not args.no_progress)
-    path = features.save(args.out)
+    path = features.save(args.out, inputs=_inputs(args))
     print(f"wrote {path}: {features.features.shape[0]} x {features.features.shape[1]} {args.layer} features")
     return 0
 
@@ -195,6 +206,14 @@ def _neighbors(args: argparse.Namespace) -> int:
     from alexnet.inference import extract_features, find_neighbors
     from alexnet.inputs import image_files, spread_indices
 
+    check_positive(gallery_limit=args.gallery_limit, queries=args.queries, k=args.k,
+                   code_steps=args.code_steps, recall_queries=args.recall_queries,
+                   batch_size=args.batch_size)
+    check_non_negative(code_bits=args.code_bits)
+    inputs = _inputs(args, *(args.query or []))
+    _check_json(args.json, inputs)
+    if args.figure:
+        check_figure_path(args.figure, inputs=inputs, flag="--figure")
     models = _one_model(args)
     options = dict(layer=args.layer, batch_size=args.batch_size, device=args.device,
                    precision=args.precision, progress=not args.no_progress)
@@ -206,7 +225,10 @@ def _neighbors(args: argparse.Namespace) -> int:
         shown_source = image_files(args.query, gallery_source.size)
     else:
         shown_source = query_source.subset(spread_indices(query_source.labels, args.queries))
-    queries = extract_features(models[0], shown_source, **options)
+    try:
+        queries = extract_features(models[0], shown_source, **options)
+    finally:  # every unreadable query file is named, not only the first
+        _report_skipped(shown_source.skipped)
     result = find_neighbors(gallery, queries, args.k)
     for file, cls, row in zip(result.query_files, result.query_classes, result.neighbors, strict=True):
         print(f"{file} ({cls})")
@@ -228,8 +250,8 @@ def _neighbors(args: argparse.Namespace) -> int:
         from alexnet.scoring import ScoringModel, resolve_device
 
         scorer = ScoringModel(models[0], resolve_device(args.device), args.precision)
-        print(f"wrote {neighbor_figure(result, gallery_source, shown_source, scorer, Path(args.figure))}")
-    _write_json(args.json, payload)
+        print(f"wrote {neighbor_figure(result, gallery_source, shown_source, scorer, Path(args.figure), inputs)}")
+    _write_json(args.json, payload, inputs)
     return 0
 
 

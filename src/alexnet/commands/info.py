@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from alexnet.cli import command, parse_options
-from alexnet.errors import AlexNetError
 
 
 def _add_info(parser: argparse.ArgumentParser) -> None:
@@ -28,9 +27,8 @@ def _info(args: argparse.Namespace) -> int:
     from alexnet.models.info import format_table, layer_table
 
     options = parse_options(args.option)
-    size = args.input_size or (MODELS[args.model].input_size if args.model in MODELS else 224)
-    if size < 1:
-        raise AlexNetError(f"--input-size must be positive, got {size}")
+    size = args.input_size if args.input_size is not None else (
+        MODELS[args.model].input_size if args.model in MODELS else 224)
     rows = layer_table(args.model, size, **options)
     print(format_table(args.model, rows, size))
     return 0

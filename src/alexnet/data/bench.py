@@ -153,8 +153,13 @@ def _ensure_store(config: DataBenchConfig, workers: int, log: Callable[[str], No
         log(f"preparing {config.source} train/ into {config.store} at {config.size} px "
             "(once; re-runs reuse it)")
     started = time.perf_counter()
-    report = prepare(config.source, config.store, size=config.size, splits=["train"],
-                     workers=workers, progress=True)
+    try:
+        report = prepare(config.source, config.store, size=config.size, splits=["train"],
+                         workers=workers, progress=True)
+    except AlexNetError as error:  # prepare's advice names its own flags: say them as bench's
+        text = str(error).replace("--overwrite", f"`alexnet prepare {config.source} {config.store} "
+                                                 "--overwrite`")
+        raise AlexNetError(text.replace("another DEST", "another --store").replace("DEST", "--store")) from error
     if report.splits["train"].status != "already prepared":
         log(f"prepared {report.splits['train'].count} images in "
             f"{time.perf_counter() - started:.0f} s")

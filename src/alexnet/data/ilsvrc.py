@@ -32,8 +32,8 @@ def missing_val_labels(folder: Path, count: int) -> AlexNetError:
     return AlexNetError(
         f"{folder} holds {count} files but no class folders, and no label file was found: "
         f"put ILSVRC2012_validation_ground_truth.txt and meta.mat (data/ of {DEVKIT_URL_HINT}) "
-        "in it or pass --devkit DIR, or pass --val-labels FILE (one wnid per line in file "
-        "order, the devkit file, or LOC_val_solution.csv)"
+        "in it, or prepare it with `alexnet prepare SRC DEST --devkit DIR` or `--val-labels FILE` "
+        "(one wnid per line in file order, the devkit file, or LOC_val_solution.csv)"
     )
 
 
@@ -115,7 +115,7 @@ def read_val_labels(label_file: Path, file_names: list[str], meta: DevkitMeta | 
         if meta is None:
             raise AlexNetError(
                 f"{label_file} holds ILSVRC2012_IDs; their wnids are listed in the devkit's "
-                f"data/meta.mat ({DEVKIT_URL_HINT}): put meta.mat beside it or pass --devkit DIR"
+                f"data/meta.mat ({DEVKIT_URL_HINT}): put meta.mat beside it or prepare with `alexnet prepare SRC DEST --devkit DIR`"
             )
         try:
             wnids = [meta.id_to_wnid[int(token)] for token in lines]

@@ -18,6 +18,7 @@ decompression-bomb guard, raised with ``max_pixels``).
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import warnings
@@ -26,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from alexnet.errors import short_reason
 
 # Pillow's own default (about 89.5 megapixels, 1/4 GiB of RGBA); a parameter, never global.
 DEFAULT_MAX_PIXELS = 89_478_485
@@ -56,7 +59,12 @@ def load_image(
     try:
         file_size = path.stat().st_size
     except OSError as error:
-        raise BadImageError(f"cannot read file: {error.strerror or error}") from error
+        # a dangling link or a link loop is not "not found": say which
+        reason = {errno.ENOENT: "file not found" if not path.is_symlink() else "a dangling symlink",
+                  errno.ELOOP: "a symlink loop"}.get(error.errno or 0)
+        raise BadImageError(reason or f"cannot read file: {error.strerror or error}") from error
+    if path.is_dir():
+        raise BadImageError("a folder, not an image file")
     if file_size == 0:
         raise BadImageError("empty file (0 bytes)")
     notes = notes if notes is not None else []
@@ -71,7 +79,8 @@ def load_image(
             pixels = f"{found.group(1)} pixels" if found else "too many pixels"
             raise BadImageError(
                 f"image of {pixels} is over the limit of {max_pixels} (a guard against "
-                "decompression bombs); if the file is trusted, raise it with --max-pixels"
+                "decompression bombs); if the file is trusted, prepare the images with "
+                "`alexnet prepare SRC DEST --max-pixels N` and use the store"
             ) from error
         except UnidentifiedImageError as error:
             raise BadImageError("not an image file Pillow can read") from error
@@ -202,5 +211,4 @@ class _pixel_limit:
 
 
 def _first_line(error: BaseException) -> str:
-    text = str(error).strip()
-    return text.splitlines()[0][:200] if text else type(error).__name__
+    return short_reason(error)

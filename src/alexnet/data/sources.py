@@ -33,7 +33,7 @@ from alexnet.data.ilsvrc import (
     missing_val_labels,
     read_val_labels,
 )
-from alexnet.errors import AlexNetError, unknown_choice
+from alexnet.errors import AlexNetError, short_reason, unknown_choice
 
 # Folder names of splits, and the split name each becomes in the store.
 SPLIT_FOLDERS = {"train": "train", "val": "val", "validation": "val", "test": "test"}
@@ -272,8 +272,9 @@ def torchvision_source(name: str, root: Path, *, download: bool = False) -> Sour
         datasets = TORCHVISION_DATASETS[name](root, download)
     except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
         raise AlexNetError(
-            f"torchvision {name} not found under {root} ({str(error).splitlines()[0]}): pass "
-            "--download (needs the network) or --download-dir DIR where it already is"
+            f"torchvision {name} not found under {root} ({short_reason(error)}): get it with "
+            f"`alexnet prepare torchvision:{name} DEST --download` (needs the network), or "
+            "`--download-dir DIR` where it already is"
         ) from error
     return source_from_datasets(f"torchvision:{name}", root, datasets)
 

@@ -1,5 +1,12 @@
 """Models, chosen by name: ``create_model("alexnet2012", num_classes=10)``."""
 
-from alexnet.models.registry import MODELS, ModelSpec, create_model, list_models, model_options
+from alexnet.models.registry import (
+    MODELS,
+    ModelSpec,
+    check_input_size,
+    create_model,
+    list_models,
+    model_options,
+)
 
-__all__ = ["MODELS", "ModelSpec", "create_model", "list_models", "model_options"]
+__all__ = ["MODELS", "ModelSpec", "check_input_size", "create_model", "list_models", "model_options"]

@@ -6,14 +6,18 @@ check every registered model against its own published parameter count.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
-from alexnet.errors import AlexNetError, unknown_choice
+from alexnet.errors import AlexNetError, short_reason, unknown_choice
 from alexnet.models.alexnet2012 import AlexNet2012
 from alexnet.models.alexnet2014 import AlexNet2014
 from alexnet.models.cifar import CudaConvnetCifar
@@ -89,7 +93,83 @@ def create_model(name: str, **options: Any) -> nn.Module:
         raise AlexNetError(
             f"unknown option {unknown[0]!r} for model {name!r}; valid: {', '.join(valid)}"
         )
+    _check_option_types(spec, options)
     return spec.builder(**{**spec.defaults, **options})
+
+
+def _check_option_types(spec: ModelSpec, options: dict[str, Any]) -> None:
+    """Each option of the builder's annotated type: ``width=abc`` is a one-line error, not a
+    TypeError deep in the constructor. An int is accepted where a float is expected."""
+    hints = typing.get_type_hints(spec.builder.__init__ if inspect.isclass(spec.builder) else spec.builder)
+    for key, value in options.items():
+        kinds = _accepted_types(hints.get(key))
+        if kinds is None or (value is None and type(None) in kinds):
+            continue
+        fits = any(isinstance(value, kind) and not (kind in (int, float) and isinstance(value, bool))
+                   for kind in kinds)
+        if not fits:
+            names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
+            raise AlexNetError(f"model option {key}={value!r} for {spec.name} must be {names}")
+
+
+def _accepted_types(hint: Any) -> tuple[type, ...] | None:
+    """The plain types an annotation allows (float also takes int); None: not checked."""
+    if hint is None:
+        return None
+    arguments = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    kinds: list[type] = []
+    for argument in arguments:
+        if argument is type(None) or argument in (bool, int, str):
+            kinds.append(argument)
+        elif argument is float:
+            kinds += [float, int]
+        else:
+            return None  # anything richer is the builder's to check
+    return tuple(kinds)
+
+
+@functools.lru_cache(maxsize=256)
+def _input_fits(name: str, size: int, options: tuple[tuple[str, Any], ...]) -> str | None:
+    """None when ``name`` takes a (1, C, size, size) input, else why not. Run on the meta
+    device: shapes only, no memory or arithmetic, so any size is checked in milliseconds."""
+    with torch.device("meta"):
+        model = create_model(name, **dict(options)).eval()
+    channels = int(dict(options).get("in_channels", 3))
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, channels, size, size, device="meta"))
+    except RuntimeError as error:
+        return short_reason(error)
+    return None
+
+
+def check_input_size(name: str, size: int, what: str = "input size", **options: Any) -> None:
+    """One-line error when ``name`` (with ``options``) cannot take ``size`` x ``size`` inputs:
+    too small for its pooling (alexnet2012 needs 63 px: pool5 of a 3x3 map, Fig. 2) or,
+    for a net whose classifier is sized for one input (cuda-convnet's 32 px), not that size."""
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise AlexNetError(f"{what} must be positive (a whole number of pixels), got {size!r}")
+    try:
+        key = tuple(sorted(options.items()))
+        hash(key)
+    except TypeError:
+        key = ()
+    reason = _input_fits(name, size, key)
+    if reason is None:
+        return
+    design = _spec(name).input_size
+    if _input_fits(name, 2 * design + 1, key) is not None:  # one size only: a fixed classifier
+        raise AlexNetError(f"{what} {size} does not fit {name}: it takes {design}x{design} inputs "
+                           f"only ({reason})")
+    low, high = 1, max(design, size)  # the smallest size that fits, by bisection
+    while low < high:
+        middle = (low + high) // 2
+        if _input_fits(name, middle, key) is None:
+            high = middle
+        else:
+            low = middle + 1
+    raise AlexNetError(f"{what} {size} is too small for {name}: it needs at least {low}x{low} "
+                       f"pixels ({reason})")
 
 
 def _spec(name: str) -> ModelSpec:

@@ -15,6 +15,7 @@ import os
 import platform
 import subprocess
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,6 +29,7 @@ from alexnet.data.augment import center_boxes
 from alexnet.errors import AlexNetError
 from alexnet.evaluate import PAPER_TABLE2, EvalResult, evaluate
 from alexnet.inputs import ImageSource, fetch_images, open_images, spread_indices
+from alexnet.outputs import write_json
 from alexnet.report import figures
 from alexnet.report.html import FigureRef, Page, Table, write_page
 from alexnet.scoring import LoadedModel, ScoringModel, load_models, resolve_device
@@ -168,7 +170,7 @@ def top5_figure(loaded: LoadedModel, scorer: ScoringModel, source: ImageSource, 
 
 
 def neighbor_figure(result: Any, gallery: ImageSource, queries: ImageSource, scorer: ScoringModel,
-                    path: Path) -> Path:
+                    path: Path, inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Fig. 4 right from a ``find_neighbors`` result and the sources it was computed on."""
     query_images = display_crop(fetch_images(queries, result.query_indices), scorer)
     rows = [display_crop(fetch_images(gallery, [n.index for n in row]), scorer) for row in result.neighbors]
@@ -176,7 +178,7 @@ def neighbor_figure(result: Any, gallery: ImageSource, queries: ImageSource, sco
     query_names = [names.get(c, c) for c in result.query_classes]
     neighbor_names = [[names.get(n.class_id, n.class_id) for n in row] for row in result.neighbors]
     return figures.neighbor_rows(list(query_images), [list(r) for r in rows], query_names,
-                                 neighbor_names, path, result.layer)
+                                 neighbor_names, path, result.layer, inputs)
 
 
 def _percent(value: float | None) -> str:
@@ -272,7 +274,7 @@ def build_report(run_dir: str | os.PathLike[str], options: ReportOptions | None 
                                   [[k, _short(v)] for k, v in flatten(summary).items()], id="summary"))
     payload["evaluations"] = [e.to_json() for e in evaluations]
     payload["seconds"] = time.perf_counter() - started
-    (run / "report.json").write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    write_json(run / "report.json", payload)
     return write_page(page, run / "report.html", embed_images=options.embed_images)
 
 

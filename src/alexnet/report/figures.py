@@ -17,15 +17,16 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
+from alexnet.outputs import save_figure
+
 TRUE_COLOR = "#d62728"  # the true class's bar, as the paper's red bars in Fig. 4
 OTHER_COLOR = "#1f77b4"
 
 
-def _save(figure: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, bbox_inches="tight")
-    return path
+def _save(figure: Figure, path: str | os.PathLike[str], dpi: int = 110,
+          inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
+    """Render to a temporary file beside ``path``, then rename (``alexnet.outputs``)."""
+    return save_figure(figure, path, inputs=inputs, dpi=dpi, bbox_inches="tight")
 
 
 def kernel_grid(weights: torch.Tensor, columns: int = 8, pad: int = 1) -> np.ndarray:
@@ -104,7 +105,8 @@ def top5_bars(images: Sequence[np.ndarray], top: Sequence[Sequence[tuple[str, fl
 
 def neighbor_rows(query_images: Sequence[np.ndarray], neighbor_images: Sequence[Sequence[np.ndarray]],
                   query_names: Sequence[str], neighbor_names: Sequence[Sequence[str]],
-                  path: str | os.PathLike[str], layer: str = "fc7") -> Path:
+                  path: str | os.PathLike[str], layer: str = "fc7",
+                  inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
     """Fig. 4 right: each row a query image, then its nearest training images in feature space."""
     rows = len(query_images)
     columns = 1 + max((len(row) for row in neighbor_images), default=0)
@@ -124,7 +126,7 @@ def neighbor_rows(query_images: Sequence[np.ndarray], neighbor_images: Sequence[
                     spine.set_linewidth(2)
     figure.suptitle(f"query (first column) and nearest training images by {layer} distance "
                     "(cf. Fig. 4 right)", fontsize=9)
-    return _save(figure, path)
+    return _save(figure, path, inputs=inputs)
 
 
 def lr_changes(records: Sequence[dict], x_of: dict[int, float] | None = None,

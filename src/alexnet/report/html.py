@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alexnet.outputs import check_output_file, write_text
+
 
 @dataclass
 class Table:
@@ -103,8 +105,7 @@ def figure_html(figure: FigureRef, page_dir: Path, embed: bool) -> str:
 
 
 def write_page(page: Page, path: str | os.PathLike[str], embed_images: bool = False) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_output_file(path)
     parts = [f"<h1>{html.escape(page.title)}</h1>"]
     if page.subtitle:
         parts.append(f'<p class="subtitle">{html.escape(page.subtitle)}</p>')
@@ -117,7 +118,4 @@ def write_page(page: Page, path: str | os.PathLike[str], embed_images: bool = Fa
         f"<title>{html.escape(page.title)}</title>\n<style>{STYLE}</style>\n"
         f"<script>{CHECK_IMAGES}</script>\n</head>\n<body>\n" + "\n".join(parts) + "\n</body>\n</html>\n"
     )
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(document, encoding="utf-8")
-    os.replace(temporary, path)
-    return path
+    return write_text(path, document)

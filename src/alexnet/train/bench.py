@@ -31,7 +31,8 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from alexnet.models import create_model
+from alexnet.errors import check_non_negative, check_positive
+from alexnet.models import check_input_size, create_model
 from alexnet.models.info import mult_adds
 from alexnet.train.step import TrainStep, autocast_dtype, sgd
 
@@ -51,6 +52,13 @@ class TrainBenchConfig:
     num_classes: int = 1000
     profile: bool = False  # also split one step of each variant by kind of kernel
     target_ratio: float = 5.0  # profile: print the peak fraction this ratio would need
+
+    def __post_init__(self) -> None:
+        check_positive(image_size=self.image_size, batch_size=self.batch_size, rounds=self.rounds,
+                       steps=self.steps, num_classes=self.num_classes)
+        check_non_negative(warmup=self.warmup)
+        for model in self.models:  # before any model is built: a one-line error, not a crash
+            check_input_size(model, self.image_size, what="--image-size", num_classes=self.num_classes)
 
 
 @dataclass

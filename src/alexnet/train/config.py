@@ -13,6 +13,7 @@ process or eight ``torchrun`` ranks share it (each rank then takes 128 / world_s
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from collections.abc import Mapping
@@ -112,17 +113,21 @@ class TrainConfig:
         positive = ("epochs", "batch_size", "crop_size", "image_size", "log_every_steps",
                     "val_every_epochs", "val_batch_size", "keep_checkpoints")
         for name in positive:
-            if getattr(self, name) < 1:
+            if not getattr(self, name) >= 1:  # "not >=": nan is refused too
                 raise AlexNetError(f"{name} must be at least 1, got {getattr(self, name)}")
         non_negative = ("lr", "momentum", "weight_decay", "pca_lighting", "warmup_epochs",
                         "checkpoint_every_steps", "max_steps", "flat_loss_steps",
                         "plateau_patience", "max_lr_reductions", "loader_workers",
                         "final_lr_factor", "plateau_threshold")
         for name in non_negative:
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:
                 raise AlexNetError(f"{name} must not be negative, got {getattr(self, name)}")
-        if self.lr == 0:
-            raise AlexNetError("lr must be positive")
+        if not 0 < self.lr < math.inf:
+            raise AlexNetError(f"lr must be a positive number, got {self.lr}")
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise AlexNetError(f"{f.name} must be a finite number, got {value}")
         if not 0 <= self.resized_crop_scale <= 1:
             raise AlexNetError(f"resized_crop_scale must be in [0, 1] (0: the paper's fixed "
                                f"crops), got {self.resized_crop_scale}")
@@ -158,6 +163,10 @@ class TrainConfig:
         if self.towers_on_devices is not None and self.model != "alexnet2012":
             raise AlexNetError("towers_on_devices splits alexnet2012's two towers (§3.2); "
                                f"model is {self.model!r}")
+        from alexnet.models import check_input_size
+
+        # the network must take crop_size x crop_size inputs (pool5 needs a 3x3 map, §3.5)
+        check_input_size(self.model, self.crop_size, what="crop_size", **self.model_options)
         return self
 
 
