@@ -29,6 +29,7 @@ from alexnet.data.augment import center_boxes
 from alexnet.errors import AlexNetError
 from alexnet.evaluate import PAPER_TABLE2, EvalResult, evaluate
 from alexnet.inputs import ImageSource, fetch_images, open_images, spread_indices
+from alexnet.machine import cpu_name
 from alexnet.outputs import write_json
 from alexnet.report import figures
 from alexnet.report.html import FigureRef, Page, Table, write_page
@@ -112,16 +113,6 @@ def git_commit() -> str:
         return out.stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def environment(device: torch.device) -> dict[str, str]:
