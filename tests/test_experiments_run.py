@@ -73,6 +73,13 @@ def test_cli_user_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_pa
     assert "at least 2 seeds" in capsys.readouterr().err
     assert not (tmp_path / "r").exists()  # refused before any work
     assert main(["experiment", "lrn", "--scale", "huge"]) == 2
+    (tmp_path / "plain.md").write_text("no table markers\n")
+    assert main(["experiment", "all", "--scale", "test", "--readme", str(tmp_path / "plain.md"),
+                 "--runs-dir", str(tmp_path / "r")]) == 2
+    assert "no '<!-- experiments:begin -->'" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
+    assert main(["experiment", "lrn", "--readme", "README.md"]) == 2
+    assert "--readme goes with" in capsys.readouterr().err
     assert main(["experiment"]) == 2
     assert main(["experiment", "--list"]) == 0
     listed = capsys.readouterr().out.splitlines()
@@ -103,3 +110,56 @@ def test_ensemble_averages_every_seed_s_model(tiny_store: Path, tmp_path: Path) 
     assert len(single.outcomes) == 2 and len(ensemble.outcomes) == 1
     assert ensemble.outcomes[0].seed is None and single.summary.std is not None
     assert result.effects[0].baseline == "ensemble" and result.verdict in VERDICTS
+
+
+def test_every_run_keeps_its_per_image_outcomes(tiny_cifar: Path, tmp_path: Path) -> None:
+    """The LRN experiment on the net of §3.3's footnote (cifar_conv_local, 24 px crops)."""
+    result = run_experiment(get_experiment("lrn"), "test", runs_dir=tmp_path, data=str(tiny_cifar),
+                            log=lambda _line: None)
+    with_norm, without = result.variants["lrn"], result.variants["no-lrn"]
+    assert with_norm.config["model"] == "cifar_conv_local" and with_norm.config["crop_size"] == 24
+    first, second = with_norm.outcomes[0].per_image, without.outcomes[0].per_image
+    assert first is not None and second is not None and len(first.indices) == 40
+    assert first.images == second.images  # the same 40 test images, in the same order
+    assert with_norm.outcomes[0].top1_error == pytest.approx(1 - first.top1_correct.mean())
+    effect = result.effects[0].paired
+    assert effect.method == "bootstrap over images and seeds" and effect.interval is not None
+    assert effect.value == pytest.approx(100 * (without.outcomes[0].top1_error
+                                                - with_norm.outcomes[0].top1_error))
+
+
+def test_all_runs_every_experiment_resumably_and_rewrites_the_readme(tiny_store: Path,
+                                                                     tmp_path: Path) -> None:
+    from alexnet.experiments.suite import run_all
+
+    out, runs, readme = tmp_path / "results", tmp_path / "runs", tmp_path / "README.md"
+    readme.write_text("intro\n<!-- experiments:begin -->\n<!-- experiments:end -->\nend\n")
+    names = ["dropout", "ten-crop"]
+    lines: list[str] = []
+    first = run_all("test", out, runs_root=runs, data=str(tiny_store), readme=readme,
+                    log=lines.append, names=names)
+    assert first.ran == names and not first.skipped
+    # dropout's plateau rule trained its baseline in chunks and gave every run that length
+    regime = json.loads((runs / "dropout-test" / "regime.json").read_text())
+    assert regime["decided"] and regime["rule"] == "plateau" and 1 <= regime["epochs"] <= 3
+    record = json.loads((out / "dropout-test.json").read_text())
+    assert record["regime"]["epochs"] == regime["epochs"]
+    for variant in record["variants"].values():
+        assert len(variant["outcomes"][0]["epochs"]) == regime["epochs"]
+        assert variant["outcomes"][0]["per_image"]["n"] == 16
+    assert record["effects"][0]["interval"] is not None and record["verdict"] in VERDICTS
+    assert "Intel" in record["machine"] or "AMD" in record["machine"] or "CPU" in record["machine"]
+    table = readme.read_text()
+    assert table.startswith("intro\n<!-- experiments:begin -->\n| experiment |")
+    assert "[dropout](results/dropout-test.md)" in table and "[ten-crop](results/ten-crop-test.md)" in table
+
+    # interrupted before ten-crop was written: the next run skips dropout and redoes only ten-crop
+    (out / "ten-crop-test.json").unlink()
+    checkpoint = runs / "dropout-test" / "dropout-0.5-seed0" / "checkpoints" / "last.pt"
+    mtime = checkpoint.stat().st_mtime_ns
+    again = run_all("test", out, runs_root=runs, data=str(tiny_store), readme=readme,
+                    log=lines.append, names=names)
+    assert again.skipped == ["dropout"] and again.ran == ["ten-crop"]
+    assert checkpoint.stat().st_mtime_ns == mtime
+    assert (out / "ten-crop-test.json").is_file()
+    assert any("is current; skipped" in line for line in lines)

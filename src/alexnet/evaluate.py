@@ -12,11 +12,13 @@ ImageNet's 50,000 x 1000 validation scores do not need to fit in memory.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 
+import numpy as np
 import torch
 from tqdm import tqdm
 
@@ -57,6 +59,17 @@ class ModelScore:
 
 
 @dataclass
+class PerImage:
+    """What the (averaged) scores got right, image by image: the pairing key of
+    alexnet.experiments' paired statistics. (N,) numpy arrays in scoring order."""
+
+    indices: np.ndarray  # int64 position of each scored image in the source
+    labels: np.ndarray  # int64 data labels
+    top1_correct: np.ndarray  # bool
+    topk_correct: np.ndarray  # bool, the top-``k`` of the result
+
+
+@dataclass
 class EvalResult:
     """Errors are fractions in [0, 1]; ``confusion[i][j]`` counts class i predicted as j."""
 
@@ -79,13 +92,16 @@ class EvalResult:
     seconds: float
     images_per_s: float
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    per_image: PerImage | None = field(default=None, repr=False)  # not in to_json
 
     @property
     def name(self) -> str:
         return self.members[0].name if len(self.members) == 1 else f"{len(self.members)} CNNs averaged"
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        record = asdict(dataclasses.replace(self, per_image=None))
+        record.pop("per_image")
+        return record
 
 
 class _Tally:
@@ -98,6 +114,7 @@ class _Tally:
         self.ensemble_top5: list[torch.Tensor] = []
         self.data_labels: list[torch.Tensor] = []
         self.data_predictions: list[torch.Tensor] = []
+        self.indices: list[np.ndarray] = []
 
     @staticmethod
     def error(outcomes: list[torch.Tensor]) -> float:
@@ -142,6 +159,7 @@ def evaluate(
             tally.ensemble_top5.append(topk_correct(ensemble, labels, k))
             tally.data_labels.append(batch.labels)
             tally.data_predictions.append(mapping.data_class_of(ensemble.argmax(dim=1)))
+            tally.indices.append(np.asarray(batch.indices, dtype=np.int64))
             bar.update(int(batch.indices[-1]) + 1 - bar.n)  # skipped files count as done
     seconds = time.perf_counter() - start
     if not tally.data_labels:
@@ -172,6 +190,9 @@ def _result(models: Sequence[LoadedModel], source: ImageSource, tally: _Tally, v
         confusion_columns=list(source.classes) + (["other"] if other else []),
         seconds=seconds, images_per_s=n_images / seconds if seconds > 0 else math.inf,
         skipped=list(source.skipped),
+        per_image=PerImage(np.concatenate(tally.indices), labels.cpu().numpy(),
+                           torch.cat(tally.ensemble_top1).cpu().numpy(),
+                           torch.cat(tally.ensemble_top5).cpu().numpy()),
     )
 
 

@@ -1,4 +1,4 @@
-"""``alexnet experiment NAME [--scale small|paper] [--seeds N] [--out DIR]`` and ``--list``."""
+"""``alexnet experiment NAME|all [--scale small|paper] [--seeds N] [--out DIR]`` and ``--list``."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from alexnet.errors import AlexNetError
 @command("experiment", "reproduce one of the paper's claims: train the variants, write a table "
                        "and a plot with a verdict")
 def _experiment_args(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("name", nargs="?", help="experiment name (see --list)")
+    parser.add_argument("name", nargs="?",
+                        help="experiment name (see --list), or 'all': every experiment in turn, "
+                             "skipping current results, then the README's table")
     parser.add_argument("--list", action="store_true", help="print every experiment and its claim")
     parser.add_argument("--scale", default="small",
                         help="small (2-core CPU, <= 30 min), paper (ImageNet on a GPU), test (seconds)")
@@ -27,6 +29,10 @@ def _experiment_args(parser: argparse.ArgumentParser) -> None:
                              "e.g. your ILSVRC-2012 for --scale paper")
     parser.add_argument("--fresh", action="store_true",
                         help="start the training runs over instead of resuming / reusing them")
+    parser.add_argument("--readme", default=None,
+                        help="with 'all': the README whose experiment table (between "
+                             "<!-- experiments:begin --> and <!-- experiments:end -->) is "
+                             "rewritten (default: ./README.md when it has the markers)")
 
 
 @_experiment_args
@@ -39,11 +45,15 @@ def _experiment(args: argparse.Namespace) -> int:
         return 0
     if args.name is None:
         raise AlexNetError("give an experiment NAME, or --list to see them")
-    experiment = get_experiment(args.name)
     if args.scale not in SCALES:
         raise AlexNetError(f"--scale must be one of {', '.join(SCALES)}, got {args.scale!r}")
     if args.seeds is not None and args.seeds < 1:
         raise AlexNetError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.name == "all":
+        return _all(args)
+    if args.readme is not None:
+        raise AlexNetError("--readme goes with 'alexnet experiment all'")
+    experiment = get_experiment(args.name)
 
     from alexnet.experiments.report import write
     from alexnet.experiments.runner import run_experiment
@@ -61,11 +71,31 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _all(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from alexnet.experiments.report import README_BEGIN
+    from alexnet.experiments.suite import run_all
+
+    readme = args.readme
+    if readme is None and Path("README.md").is_file() and README_BEGIN in Path("README.md").read_text():
+        readme = "README.md"
+    suite = run_all(args.scale, args.out, runs_root=args.runs_dir, seeds=args.seeds,
+                    data=args.data, fresh=args.fresh, readme=readme, command=_command_line(args))
+    for name, verdict in suite.verdicts.items():
+        note = " (current result, not run again)" if name in suite.skipped else ""
+        print(f"  {name}: {verdict}{note}")
+    print(f"README table: {suite.readme}" if suite.readme else
+          "README table not rewritten (no --readme, and no ./README.md with the markers)")
+    return 0
+
+
 def _command_line(args: argparse.Namespace) -> str:
     """The command as a user would type it again (for the result's record)."""
     words = ["alexnet", "experiment", args.name, "--scale", args.scale]
     for flag, value in (("--seeds", args.seeds), ("--data", args.data),
-                        ("--runs-dir", args.runs_dir), ("--out", args.out)):
+                        ("--runs-dir", args.runs_dir), ("--out", args.out),
+                        ("--readme", args.readme)):
         if value is not None:
             words += [flag, str(value)]
     return shlex.join(words)

@@ -1,35 +1,120 @@
 """From finished runs to numbers, and from numbers to a plain verdict.
 
 A ``RunOutcome`` is what one trained (or ensembled) model gives: its per-epoch records
-(metrics.jsonl) and its scores from ``alexnet.evaluate``. ``METRICS`` turns outcomes into one
-number each; ``compare`` turns the numbers of two variants into an effect with a standard
-error, and ``verdict`` into one of three words, by this rule:
-
-- **reproduced**: the effect points the paper's way, is at least the experiment's
-  threshold, and is larger than twice its standard error;
-- **not reproduced**: the effect is resolved below the threshold: even the effect plus
-  twice its standard error does not reach it (too small, or the wrong way);
-- **not measurable at this scale**: otherwise - a number is missing (e.g. a run never
-  reached the error it is timed to, or only a lower bound below the threshold), or the
-  error bar is too wide to tell either way.
-
-Standard error: the spread over seeds (when there are two or more) combined with the
-binomial sampling error of an error rate measured on N test images, sqrt(p (1 - p) / N),
-so even one seed gets an honest error bar for error-rate metrics.
+(metrics.jsonl), its scores from ``alexnet.evaluate`` and, image by image, which test images
+it got right (``ImageOutcomes``, with the images' identity so that two runs pair only when
+they were scored on the same images in the same order). ``METRICS`` turns outcomes into one
+number each; ``compare`` turns two variants' outcomes into a ``PairedEffect`` with a 95%
+interval and a verdict (alexnet.experiments.paired: a bootstrap over images and seeds,
+McNemar's test within each seed combined across seeds, and the verdict rule of
+docs/experiments.md).
 """
 
 from __future__ import annotations
 
-import math
+import base64
+import hashlib
 import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-REPRODUCED = "reproduced"
-NOT_REPRODUCED = "not reproduced"
-NOT_MEASURABLE = "not measurable at this scale"
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, NOT_MEASURABLE)
+import numpy as np
+
+from alexnet.experiments.paired import (
+    CONTRADICTED,
+    INCONCLUSIVE,
+    REPRODUCED,
+    VERDICTS,
+    PairedEffect,
+    Rule,
+    per_image_effect,
+    per_seed_ratio,
+)
+
+__all__ = ["CONTRADICTED", "INCONCLUSIVE", "REPRODUCED", "VERDICTS", "PairedEffect"]
+
+
+@dataclass
+class ImageOutcomes:
+    """Per test image, in scoring order: right or wrong at top-1 and top-k.
+
+    ``images`` is a digest of the images' positions in the test split and their labels:
+    outcomes pair only when their digests are equal. In JSON the 0/1 vectors are packed
+    bits in base64 (10,000 images: 1.7 kB each) and the positions are [start, stop) ranges.
+    """
+
+    indices: np.ndarray  # (N,) int64 positions in the test split
+    labels: np.ndarray  # (N,) int64
+    top1_correct: np.ndarray  # (N,) bool
+    topk_correct: np.ndarray  # (N,) bool
+
+    @property
+    def images(self) -> str:
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.indices, dtype="<i8").tobytes())
+        digest.update(np.ascontiguousarray(self.labels, dtype="<i8").tobytes())
+        return digest.hexdigest()[:16]
+
+    def errors(self, top: str) -> np.ndarray:
+        """(N,) 1.0 where the image was wrong at ``top`` (top1 | topk)."""
+        correct = self.top1_correct if top == "top1" else self.topk_correct
+        return 1.0 - np.asarray(correct, dtype=np.float64)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"n": len(self.indices), "images": self.images,
+                "index_ranges": _ranges(self.indices),
+                "labels": _pack_ints(self.labels),
+                "top1_correct": _pack_bits(self.top1_correct),
+                "topk_correct": _pack_bits(self.topk_correct)}
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> ImageOutcomes:
+        n = int(record["n"])
+        indices = np.concatenate([np.arange(a, b) for a, b in record["index_ranges"]] or
+                                 [np.zeros(0, dtype=np.int64)]).astype(np.int64)
+        outcome = cls(indices, _unpack_ints(record["labels"]),
+                      _unpack_bits(record["top1_correct"], n), _unpack_bits(record["topk_correct"], n))
+        if outcome.images != record["images"]:
+            raise ValueError("per-image outcomes do not match their digest")
+        return outcome
+
+    @classmethod
+    def from_evaluation(cls, per_image: Any) -> ImageOutcomes:
+        """From alexnet.evaluate's ``EvalResult.per_image``."""
+        return cls(np.asarray(per_image.indices, dtype=np.int64),
+                   np.asarray(per_image.labels, dtype=np.int64),
+                   np.asarray(per_image.top1_correct, dtype=bool),
+                   np.asarray(per_image.topk_correct, dtype=bool))
+
+
+def _ranges(indices: np.ndarray) -> list[list[int]]:
+    ranges: list[list[int]] = []
+    for i in np.asarray(indices, dtype=np.int64).tolist():
+        if ranges and ranges[-1][1] == i:
+            ranges[-1][1] = i + 1
+        else:
+            ranges.append([i, i + 1])
+    return ranges
+
+
+def _pack_bits(values: np.ndarray) -> str:
+    return base64.b64encode(np.packbits(np.asarray(values, dtype=bool)).tobytes()).decode()
+
+
+def _unpack_bits(text: str, n: int) -> np.ndarray:
+    return np.unpackbits(np.frombuffer(base64.b64decode(text), dtype=np.uint8))[:n].astype(bool)
+
+
+def _pack_ints(values: np.ndarray) -> str:
+    small = np.asarray(values, dtype="<i8")
+    kind = "<u2" if small.size == 0 or (small.min() >= 0 and small.max() < 2**16) else "<i8"
+    return kind + ":" + base64.b64encode(small.astype(kind).tobytes()).decode()
+
+
+def _unpack_ints(text: str) -> np.ndarray:
+    kind, data = text.split(":", 1)
+    return np.frombuffer(base64.b64decode(data), dtype=kind).astype(np.int64)
 
 
 @dataclass
@@ -42,6 +127,8 @@ class RunOutcome:
     n_images: int  # test images the errors were measured on
     seconds: float
     seed: int | None = None
+    per_image: ImageOutcomes | None = None  # None: an old result, scored before they were kept
+    regime: dict[str, Any] = field(default_factory=dict)  # how its length was chosen (runner)
 
 
 @dataclass
@@ -56,7 +143,7 @@ class Value:
 class Metric:
     name: str
     unit: str
-    is_error_rate: bool  # a percentage of N test images: gets a binomial error bar
+    per_image: str | None  # top1 | topk: an error rate over test images, paired image by image
     measure: Callable[[RunOutcome], Value]
 
 
@@ -84,9 +171,9 @@ def _percent(key: str) -> Callable[[RunOutcome], Value]:
 METRICS: dict[str, Metric] = {
     metric.name: metric
     for metric in (
-        Metric("top1_error", "% top-1 test error", True, _percent("top1_error")),
-        Metric("top5_error", "% top-5 test error", True, _percent("top5_error")),
-        Metric("epochs_to_25pct_train_error", "epochs to 25% training error", False,
+        Metric("top1_error", "% top-1 test error", "top1", _percent("top1_error")),
+        Metric("top5_error", "% top-5 test error", "topk", _percent("top5_error")),
+        Metric("epochs_to_25pct_train_error", "epochs to 25% training error", None,
                epochs_to_train_error(0.25)),
     )
 }
@@ -119,91 +206,74 @@ class Summary:
     def std(self) -> float | None:
         return statistics.stdev(self.known) if self.complete and len(self.known) > 1 else None
 
-    def standard_error(self, is_error_rate: bool) -> float:
-        """Of the mean, in the metric's units (see the module doc)."""
-        variance = 0.0
-        if self.std is not None:
-            variance += self.std ** 2 / len(self.known)
-        if is_error_rate and self.mean is not None and self.n_images > 0:
-            p = min(max(self.mean / 100.0, 0.0), 1.0)
-            variance += (100.0 ** 2) * p * (1 - p) / self.n_images
-        return math.sqrt(variance)
-
 
 @dataclass
 class Effect:
+    """A comparison's result: ``paired`` holds the value, its interval and the verdict."""
+
     baseline: str
     variant: str
-    value: float | None
-    standard_error: float
-    lower_bound: bool
     paper: float | None
     paper_text: str
-    verdict: str
-    reason: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    paired: PairedEffect
+
+    @property
+    def value(self) -> float | None:
+        return self.paired.value
+
+    @property
+    def verdict(self) -> str:
+        return self.paired.verdict
+
+    @property
+    def reason(self) -> str:
+        return self.paired.reason
+
+    def to_json(self) -> dict[str, Any]:
+        return {"baseline": self.baseline, "variant": self.variant, "paper": self.paper,
+                "paper_text": self.paper_text, **self.paired.to_json()}
 
 
-def compare(kind: str, baseline: Summary, variant: Summary, metric: Metric
-            ) -> tuple[float | None, float, bool]:
-    """(effect, standard error, effect is a lower bound) of ``variant`` against ``baseline``."""
-    se_variant = variant.standard_error(metric.is_error_rate)
-    if kind == "absolute":
-        return variant.mean, se_variant, variant.lower_bound
-    se_baseline = baseline.standard_error(metric.is_error_rate)
-    if baseline.mean is None or variant.mean is None:
-        return None, math.inf, False
-    if kind == "difference":
-        bound = variant.lower_bound and not baseline.lower_bound
-        if baseline.lower_bound:
-            return None, math.inf, False  # variant - (at least x): no bound either way
-        return variant.mean - baseline.mean, math.hypot(se_variant, se_baseline), bound
-    if baseline.lower_bound or baseline.mean <= 0:
-        return None, math.inf, False  # x / (at least y): unknown
-    ratio = variant.mean / baseline.mean
-    # first-order propagation: relative errors add in quadrature
-    relative = math.hypot(se_variant / variant.mean if variant.mean else 0.0,
-                          se_baseline / baseline.mean)
-    return ratio, ratio * relative, variant.lower_bound
+def _undecided(reason: str, seeds: int = 0, value: float | None = None,
+               lower_bound: bool = False) -> PairedEffect:
+    return PairedEffect(value, None, lower_bound, INCONCLUSIVE, reason, "none", 0, seeds)
 
 
-def verdict(kind: str, effect: float | None, standard_error: float, lower_bound: bool,
-            paper: float | None, threshold: float) -> tuple[str, str]:
-    """(verdict, one-line reason) by the rule of the module doc."""
-    if effect is None:
-        return NOT_MEASURABLE, "a variant gave no value (see the table)"
-    if kind == "absolute":
-        # an absolute claim (an error rate): we match it when we are no worse than the
-        # paper's number plus the threshold
-        limit = (paper if paper is not None else 0.0) + threshold
-        if lower_bound:
-            return NOT_MEASURABLE, "only a lower bound was measured"
-        if effect <= limit:
-            return REPRODUCED, f"{effect:.2f} <= paper {paper:g} + {threshold:g}"
-        if effect - 2 * standard_error > limit:
-            return NOT_REPRODUCED, f"{effect:.2f} - 2 SE > paper {paper:g} + {threshold:g}"
-        return NOT_MEASURABLE, f"{effect:.2f} +- 2 x {standard_error:.2f} straddles {limit:g}"
-    neutral = 1.0 if kind == "ratio" else 0.0
-    direction = 1.0 if paper is None or paper >= neutral else -1.0
-    signed = direction * (effect - neutral)  # > 0: the paper's way
-    needed = threshold - neutral if kind == "ratio" else threshold
-    if signed >= needed and signed > 2 * standard_error:
-        bound = " (a lower bound)" if lower_bound else ""
-        return REPRODUCED, f"{effect:.2f}{bound} is the paper's way, >= {threshold:g} and > 2 SE"
-    if lower_bound:
-        return NOT_MEASURABLE, f"only a lower bound ({effect:.2f}) was measured, below {threshold:g}"
-    if signed + 2 * standard_error < needed:
-        return NOT_REPRODUCED, (f"{effect:.2f} (SE {standard_error:.2f}) is resolved below "
-                                f"{threshold:g} the paper's way")
-    return NOT_MEASURABLE, (f"{effect:.2f} +- 2 x {standard_error:.2f}: too noisy at this scale "
-                            f"to tell whether it reaches {threshold:g}")
+def compare(rule: Rule, baseline: Sequence[RunOutcome], variant: Sequence[RunOutcome],
+            metric: Metric) -> PairedEffect:
+    """The paired effect of ``variant``'s outcomes against ``baseline``'s (seed by seed; one
+    outcome on either side, an ensemble, is paired with every seed of the other)."""
+    if metric.per_image is not None:
+        sides = [variant] if rule.kind == "absolute" else [baseline, variant]
+        outcomes = [o for side in sides for o in side]
+        if any(o.per_image is None for o in outcomes):
+            return _undecided("no per-image outcomes (an older result): unpaired, rerun needed")
+        if len({o.per_image.images for o in outcomes if o.per_image is not None}) != 1:
+            return _undecided("the variants were scored on different test images: cannot pair")
+        top = metric.per_image
+        errors = {id(o): o.per_image.errors(top) for o in outcomes if o.per_image is not None}
+        return per_image_effect(rule, [errors[id(o)] for o in baseline] if rule.kind != "absolute"
+                                else [], [errors[id(o)] for o in variant])
+    values = {"baseline": [metric.measure(o) for o in baseline],
+              "variant": [metric.measure(o) for o in variant]}
+    if rule.kind != "ratio":
+        return _undecided(f"no interval for {metric.name} as a {rule.kind}", len(variant))
+    if any(v.value is None for side in values.values() for v in side):
+        return _undecided("a run gave no value (see the table)", len(variant))
+    if any(v.lower_bound for v in values["baseline"]):
+        return _undecided("the baseline gave only a lower bound: no ratio", len(variant))
+    if len(baseline) != len(variant):
+        return _undecided("the variants have different seeds: cannot pair", len(variant))
+    return per_seed_ratio(rule, [v.value for v in values["baseline"]],  # type: ignore[misc]
+                          [v.value for v in values["variant"]],  # type: ignore[misc]
+                          lower_bound=any(v.lower_bound for v in values["variant"]))
 
 
 def overall(verdicts: Sequence[str]) -> str:
-    """One word for an experiment: any not reproduced -> not reproduced; all reproduced ->
-    reproduced; otherwise not measurable at this scale."""
-    if any(v == NOT_REPRODUCED for v in verdicts):
-        return NOT_REPRODUCED
+    """One word for an experiment: any contradicted -> contradicted; all reproduced ->
+    reproduced; otherwise inconclusive."""
+    if any(v == CONTRADICTED for v in verdicts):
+        return CONTRADICTED
     if verdicts and all(v == REPRODUCED for v in verdicts):
         return REPRODUCED
-    return NOT_MEASURABLE
+    return INCONCLUSIVE

@@ -59,6 +59,38 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class Plateau:
+    """The claim's regime: how long every run of the experiment trains, found on one run.
+
+    ``variant``'s seed-0 run trains in chunks of ``chunk`` epochs until its validation top-1
+    error has not improved by ``min_delta`` (a fraction) for ``patience`` epochs - it stopped
+    improving or started rising - or ``max_epochs`` are done; every run of the experiment then
+    trains for the epochs that took (recorded in the result). Needs a schedule that does not
+    depend on the number of epochs (plateau or step) and validation every epoch.
+    """
+
+    variant: str
+    patience: int = 6
+    min_delta: float = 0.002
+    max_epochs: int = 60
+    chunk: int = 5
+
+
+@dataclass(frozen=True)
+class UntilTrainError:
+    """Each run trains in chunks of ``chunk`` epochs until its training top-1 error over an
+    epoch is at most ``target`` (Fig. 1's 25%), at most ``max_epochs`` (then the epoch count
+    is a lower bound). Needs a schedule that does not depend on the number of epochs."""
+
+    target: float = 0.25
+    max_epochs: int = 90
+    chunk: int = 5
+
+
+Regime = Plateau | UntilTrainError
+
+
+@dataclass(frozen=True)
 class Scale:
     description: str
     preset: str | None
@@ -68,6 +100,7 @@ class Scale:
     machine: str = "2-core CPU"
     # variant name -> overrides at this scale only (e.g. a shorter run for the faster arm)
     variant_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
+    regime: Regime | None = None  # None: every run trains for its config's epochs
 
 
 @dataclass(frozen=True)
@@ -99,8 +132,9 @@ class Experiment:
         return self.scales[name]
 
     def config(self, variant: Variant | str, scale: str, seed: int = 0, out: str = "runs/x",
-               data: str | None = None) -> TrainConfig:
-        """The validated TrainConfig of ``variant`` at ``scale`` (``data`` replaces the data)."""
+               data: str | None = None, epochs: int | None = None) -> TrainConfig:
+        """The validated TrainConfig of ``variant`` at ``scale`` (``data`` replaces the data,
+        ``epochs`` the number of epochs, e.g. the one a regime found)."""
         chosen = self.variant(variant) if isinstance(variant, str) else variant
         settings = self.scale(scale)
         at_scale = settings.variant_overrides.get(chosen.name, {})
@@ -110,6 +144,8 @@ class Experiment:
         if options or "model_options" in values:
             values["model_options"] = options
         values.update(seed=seed, out=out)
+        if epochs is not None:
+            values["epochs"] = epochs
         if data is not None:
             values["data"] = data
         if settings.preset is not None and "model" in values and "model_options" in values:
@@ -146,6 +182,19 @@ def check_experiment(experiment: Experiment) -> None:
     for scale in ("small", "paper", "test"):
         if scale not in experiment.scales:
             raise ValueError(f"{experiment.name}: no {scale!r} scale")
+    for scale, settings in experiment.scales.items():
+        regime = settings.regime
+        if isinstance(regime, Plateau) and regime.variant not in names:
+            raise ValueError(f"{experiment.name}: {scale} regime names unknown variant {regime.variant!r}")
+        if regime is not None:
+            for variant in experiment.training_variants():
+                config = experiment.config(variant, scale)
+                if config.schedule not in ("plateau", "step"):
+                    raise ValueError(f"{experiment.name}: {scale}'s regime trains in chunks; "
+                                     f"schedule {config.schedule!r} depends on the epoch count")
+                if isinstance(regime, Plateau) and config.val_every_epochs != 1:
+                    raise ValueError(f"{experiment.name}: {scale}'s plateau rule needs "
+                                     "val_every_epochs=1")
 
 
 def seeds_for(experiment: Experiment, scale: str, seeds: int | None) -> list[int]:

@@ -2,8 +2,16 @@
 
 ``write(result, out_dir)`` writes ``NAME-SCALE.md``, ``NAME-SCALE.json`` and
 ``NAME-SCALE.png`` side by side: the paper's claim, our value per variant (mean and spread
-over seeds), each comparison with its effect, standard error and verdict, the setup, the
-wall time, the commit and the machine.
+over seeds, with its 95% interval), each comparison with its paired effect, 95% interval,
+McNemar p and verdict, the regime the runs trained under, the wall time, the command, the
+commit, the machine (CPU model) and the versions. The JSON keeps every run's per-image
+outcomes (which test images it got right, top-1 and top-k, with the images' identity).
+
+``readme_rows(paths)`` / ``write_readme_table(readme, paths)`` turn result JSON files into
+the README's experiment table (paper, ours with its interval, verdict), between the
+markers ``<!-- experiments:begin -->`` and ``<!-- experiments:end -->``. A JSON file written
+before per-image outcomes were kept is shown as "unpaired, rerun needed" with its old
+numbers.
 """
 
 from __future__ import annotations
@@ -14,8 +22,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from alexnet.experiments.measure import METRICS, Summary
+from alexnet.errors import AlexNetError
+from alexnet.experiments.measure import METRICS, RunOutcome, Summary
+from alexnet.experiments.paired import bootstrap
 from alexnet.experiments.runner import ExperimentResult
+
+FORMAT = "alexnet-experiment/2"  # /2: paired effects with intervals, per-image outcomes
+README_BEGIN = "<!-- experiments:begin -->"
+README_END = "<!-- experiments:end -->"
 
 
 def write(result: ExperimentResult, out_dir: str | Path) -> dict[str, Path]:
@@ -23,16 +37,39 @@ def write(result: ExperimentResult, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result.experiment.name}-{result.scale}"
     paths = {"markdown": out / f"{stem}.md", "json": out / f"{stem}.json", "plot": out / f"{stem}.png"}
-    paths["json"].write_text(json.dumps(to_json(result), indent=2) + "\n")
+    from alexnet.outputs import write_text
+
+    write_text(paths["json"], json.dumps(to_json(result), indent=1) + "\n")
     plot(result, paths["plot"])
-    paths["markdown"].write_text(to_markdown(result, paths["plot"].name))
+    write_text(paths["markdown"], to_markdown(result, paths["plot"].name))
     return paths
+
+
+def variant_interval(outcomes: list[RunOutcome], metric_name: str) -> tuple[float, float] | None:
+    """95% interval of a variant's error rate (points), resampling its images and seeds."""
+    import numpy as np
+
+    top = METRICS[metric_name].per_image
+    if top is None or not outcomes or any(o.per_image is None for o in outcomes):
+        return None
+    table = 100.0 * np.stack([o.per_image.errors(top) for o in outcomes  # type: ignore[union-attr]
+                              ])
+    return bootstrap(table)
+
+
+def _outcome_json(outcome: RunOutcome) -> dict[str, Any]:
+    return {"seed": outcome.seed, "top1_error": outcome.top1_error,
+            "top5_error": outcome.top5_error, "n_images": outcome.n_images,
+            "train_seconds": round(outcome.seconds, 1), "regime": outcome.regime,
+            "epochs": outcome.epochs,
+            "per_image": None if outcome.per_image is None else outcome.per_image.to_json()}
 
 
 def to_json(result: ExperimentResult) -> dict[str, Any]:
     experiment = result.experiment
     metric = METRICS[experiment.metric]
     return {
+        "format": FORMAT,
         "experiment": experiment.name, "scale": result.scale, "claim": experiment.claim,
         "section": experiment.section, "paper_numbers": experiment.paper_numbers,
         "metric": metric.name, "unit": metric.unit, "effect_kind": experiment.effect,
@@ -42,14 +79,14 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
             name: {"views": v.views, "ensemble": v.ensemble, "run_dirs": v.run_dirs,
                    "values": [asdict(x) for x in v.summary.values], "mean": v.summary.mean,
                    "std": v.summary.std, "n_images": v.summary.n_images,
-                   "outcomes": [{"seed": o.seed, "top1_error": o.top1_error,
-                                 "top5_error": o.top5_error, "n_images": o.n_images,
-                                 "train_seconds": round(o.seconds, 1),
-                                 "epochs": o.epochs} for o in v.outcomes],
+                   "interval": variant_interval(v.outcomes, metric.name),
+                   "outcomes": [_outcome_json(o) for o in v.outcomes],
                    "config": v.config}
             for name, v in result.variants.items()},
-        "effects": [asdict(e) for e in result.effects],
+        "effects": [e.to_json() for e in result.effects],
+        "regime": result.regime,
         "verdict": result.verdict, "wall_seconds": round(result.wall_seconds, 1),
+        "definition": result.definition,
         "commit": result.commit, "machine": result.machine, "versions": result.versions,
         "date": result.date, "command": result.command,
     }
@@ -71,6 +108,24 @@ def _number(value: float | None) -> str:
     return "-" if value is None or (isinstance(value, float) and math.isinf(value)) else f"{value:.2f}"
 
 
+def _interval(interval: Any) -> str:
+    return "-" if not interval else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _regime_text(regime: dict[str, Any]) -> str:
+    if not regime:
+        return "every run trains for its config's epochs"
+    if regime.get("rule") == "plateau":
+        why = ("its validation error had not improved by "
+               f"{100 * regime['min_delta']:g} points for {regime['patience']} epochs"
+               if regime.get("why") == "plateau" else f"it reached max_epochs {regime['max_epochs']}")
+        return (f"plateau rule: {regime['variant']} (seed 0) trained in chunks of "
+                f"{regime['chunk']} epochs until {why} (best epoch {regime.get('best_epoch')}); "
+                f"every run then trained {regime.get('epochs')} epochs")
+    return (f"each run trained in chunks of {regime['chunk']} epochs until its training error "
+            f"was at most {100 * regime['target']:g}% (at most {regime['max_epochs']} epochs)")
+
+
 def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
     experiment = result.experiment
     metric = METRICS[experiment.metric]
@@ -83,35 +138,41 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
         "",
         f"**Setup**: {experiment.scale(result.scale).description}; seeds {result.seeds}.",
         "",
-        f"| variant | {metric.unit} | per seed |",
-        "|---|---|---|",
+        f"**Regime**: {_regime_text(result.regime)}.",
+        "",
+        f"| variant | {metric.unit} | 95% interval | per seed |",
+        "|---|---|---|---|",
     ]
     for name, variant in result.variants.items():
         per_seed = ", ".join("n/a" if v.value is None else
                              f"{'>=' if v.lower_bound else ''}{v.value:.2f}"
                              for v in variant.summary.values)
         label = name + (" (softmax average of the seeds' models)" if variant.ensemble else "")
-        lines.append(f"| {label} | {_value(variant.summary)} | {per_seed} |")
+        interval = _interval(variant_interval(variant.outcomes, metric.name))
+        lines.append(f"| {label} | {_value(variant.summary)} | {interval} | {per_seed} |")
     kind = {"difference": "variant - baseline", "ratio": "variant / baseline",
             "absolute": "value"}[experiment.effect]
-    lines += ["", f"| comparison | ours ({kind}) | standard error | paper | verdict |",
-              "|---|---|---|---|---|"]
+    lines += ["", f"| comparison | ours ({kind}) | 95% interval | paired test | paper | verdict |",
+              "|---|---|---|---|---|---|"]
     for effect in result.effects:
+        paired = effect.paired
         ours = _number(effect.value)
-        if effect.lower_bound and effect.value is not None:
+        if paired.lower_bound and effect.value is not None:
             ours = ">= " + ours
         paper = "no number" if effect.paper is None else f"{effect.paper:g}"
         name = effect.variant if experiment.effect == "absolute" else \
             f"{effect.variant} vs {effect.baseline}"
-        lines.append(f"| {name} | {ours} | {_number(effect.standard_error)} | {paper} "
-                     f"({effect.paper_text}) | **{effect.verdict}**: {effect.reason} |")
+        test = _paired_test(paired.mcnemar_p, paired.discordant, paired.method, paired.n_seeds)
+        decide = f" {paired.seeds_note}." if paired.seeds_note else ""
+        lines.append(f"| {name} | {ours} | {_interval(paired.interval)} | {test} | {paper} "
+                     f"({effect.paper_text}) | **{effect.verdict}**: {effect.reason}.{decide} |")
     lines += [
         "",
-        f"Verdict rule: reproduced when the effect points the paper's way, is at least "
-        f"{experiment.threshold:g} ({experiment.threshold_reason}) and exceeds twice its standard "
-        "error; not reproduced when even the effect plus twice its standard error stays below "
-        "that; not measurable at this scale otherwise (a missing value, or too noisy to tell). "
-        "See docs/experiments.md.",
+        "Verdict rule (docs/experiments.md): reproduced when the 95% interval lies on the "
+        f"paper's side and the effect reaches {experiment.threshold:g} "
+        f"({experiment.threshold_reason}); contradicted when the interval excludes the paper's "
+        "effect; inconclusive otherwise. The interval resamples test images and seeds together "
+        "(the variants are scored on the same images: a paired comparison).",
     ]
     if experiment.notes:
         lines += ["", f"Notes: {experiment.notes}"]
@@ -129,6 +190,14 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _paired_test(p: float | None, discordant: Any, method: str, seeds: int) -> str:
+    if p is None:
+        return f"{method}, {seeds} seed{'s' if seeds != 1 else ''}"
+    only_variant, only_baseline = discordant or (0, 0)
+    return (f"McNemar p = {p:.2g} ({only_variant} vs {only_baseline} discordant images, "
+            f"{seeds} seed{'s' if seeds != 1 else ''})")
 
 
 def _train_minutes(result: ExperimentResult) -> float:
@@ -182,16 +251,88 @@ def _plot_curves(axis: Any, result: ExperimentResult, key: str, title: str) -> N
 
 def _plot_bars(axis: Any, result: ExperimentResult) -> None:
     metric = METRICS[result.experiment.metric]
-    names, means, spreads = [], [], []
+    names, means, below, above = [], [], [], []
     for name, variant in result.variants.items():
         names.append(name)
-        means.append(variant.summary.mean if variant.summary.mean is not None else 0.0)
-        spreads.append(variant.summary.standard_error(metric.is_error_rate))
-    axis.bar(range(len(names)), means, yerr=spreads, color=[f"C{i}" for i in range(len(names))],
-             capsize=4)
+        mean = variant.summary.mean if variant.summary.mean is not None else 0.0
+        means.append(mean)
+        interval = variant_interval(variant.outcomes, metric.name) or (mean, mean)
+        below.append(max(mean - interval[0], 0.0))
+        above.append(max(interval[1] - mean, 0.0))
+    axis.bar(range(len(names)), means, yerr=[below, above],
+             color=[f"C{i}" for i in range(len(names))], capsize=4)
     axis.set_xticks(range(len(names)), names, rotation=20, fontsize=8)
     axis.set_ylabel(metric.unit)
     if result.experiment.effect == "absolute" and result.effects and result.effects[0].paper:
         axis.axhline(result.effects[0].paper, color="black", linestyle="--", linewidth=0.8,
                      label="paper")
         axis.legend(fontsize=8)
+
+
+# ---- the README's experiment table ------------------------------------------------------------
+
+def _effect_text(effect: dict[str, Any], kind: str, several: bool) -> str:
+    value = effect.get("value")
+    if value is None:
+        text = "n/a"
+    else:
+        text = f"{'>= ' if effect.get('lower_bound') else ''}{value:+.2f}" if kind == "difference" \
+            else f"{'>= ' if effect.get('lower_bound') else ''}{value:.2f}"
+        text += "%" if kind == "absolute" else ("x" if kind == "ratio" else "")
+    if "interval" in effect:
+        text += f" {_interval(effect['interval'])}" if effect["interval"] else " (no interval)"
+    elif effect.get("standard_error") is not None:
+        text += f" (SE {effect['standard_error']:.2f})"
+    return f"{effect['variant']}: {text}" if several else text
+
+
+def readme_row(record: dict[str, Any], link: str) -> str:
+    """One row: experiment (linked to its table), paper, ours with its interval, verdict."""
+    kind = record.get("effect_kind", "difference")
+    effects = record.get("effects", [])
+    ours = "; ".join(_effect_text(e, kind, len(effects) > 1) for e in effects) or "n/a"
+    verdict = f"**{record['verdict']}**" if record["verdict"] == "reproduced" else record["verdict"]
+    if record.get("format") != FORMAT:
+        verdict = f"unpaired, rerun needed (was: {record['verdict']})"
+    seeds = len(record.get("seeds", []))
+    return (f"| [{record['experiment']}]({link}) | {record['paper_numbers']} | {ours} "
+            f"({record['scale']}, {seeds} seed{'s' if seeds != 1 else ''}) | {verdict} |")
+
+
+def readme_table(paths: list[Path], readme: Path) -> str:
+    import os
+
+    rows = ["| experiment | paper | ours: effect [95% interval] (scale, seeds) | verdict |",
+            "|---|---|---|---|"]
+    for path in paths:
+        record = json.loads(path.read_text())
+        markdown = path.with_suffix(".md")
+        link = os.path.relpath(markdown, readme.resolve().parent)
+        rows.append(readme_row(record, Path(link).as_posix()))
+    return "\n".join(rows)
+
+
+def check_readme(readme: str | Path) -> str:
+    """``readme``'s text, when it has the table markers (checked before any long work)."""
+    readme = Path(readme)
+    if not readme.is_file():
+        raise AlexNetError(f"--readme {readme}: no such file; give the README to rewrite")
+    text = readme.read_text()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        raise AlexNetError(f"--readme {readme}: no '{README_BEGIN}' ... '{README_END}' markers; "
+                           "put them around the experiment table")
+    return text
+
+
+def write_readme_table(readme: str | Path, paths: list[Path]) -> Path:
+    """Replace the table between README_BEGIN and README_END in ``readme``."""
+    from alexnet.outputs import write_text
+
+    readme = Path(readme)
+    text = check_readme(readme)
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    table = readme_table(paths, readme)
+    new = text[:begin + len(README_BEGIN)] + "\n" + table + "\n" + text[end:]
+    write_text(readme, new)
+    return readme

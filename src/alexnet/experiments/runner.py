@@ -8,10 +8,17 @@ would flatter every variant), and returns an ``ExperimentResult`` for ``report.w
 
 Training runs live in ``runs_dir/<variant>-seed<N>``; running the same command again
 resumes unfinished runs and re-scores finished ones instead of training them again.
+
+A scale's ``regime`` (registry.py) decides how long the runs train: ``Plateau`` trains one
+variant's seed-0 run in chunks until its validation error stops improving and gives every
+run that many epochs (the decision is kept in ``runs_dir/regime.json``, so an interrupted
+experiment resumes it); ``UntilTrainError`` extends each run until its training error
+reaches the target. Each outcome records the regime it trained under.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -22,19 +29,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from alexnet.errors import AlexNetError
 from alexnet.experiments.measure import (
     METRICS,
     Effect,
+    ImageOutcomes,
     RunOutcome,
     Summary,
     compare,
     overall,
-    verdict,
 )
-from alexnet.experiments.registry import Experiment, Variant, seeds_for
+from alexnet.experiments.paired import Rule
+from alexnet.experiments.registry import Experiment, Plateau, UntilTrainError, Variant, seeds_for
 from alexnet.train.config import TrainConfig
 
 
@@ -64,6 +73,8 @@ class ExperimentResult:
     date: str
     command: str
     extra: dict[str, Any] = field(default_factory=dict)
+    regime: dict[str, Any] = field(default_factory=dict)  # the scale's regime and what it decided
+    definition: str = ""  # digest of every run's config: a result is current when it matches
 
 
 def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
@@ -76,35 +87,44 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
     seed_list = seeds_for(experiment, scale, seeds)
     runs = Path(runs_dir or Path("runs") / "experiments" / f"{experiment.name}-{scale}")
     metric = METRICS[experiment.metric]
-
-    # 1. every config, validated before any work; variants scored alike share one run
-    plans: dict[str, dict[int, tuple[TrainConfig, Path]]] = {}
-    by_key: dict[str, str] = {}
-    for variant in experiment.variants:
-        plans[variant.name] = {}
-        for seed in seed_list:
-            config = experiment.config(variant, scale, seed=seed, data=data)
-            key = _config_key(config)
-            owner = by_key.setdefault(key, variant.name)
-            run_dir = runs / f"{owner}-seed{seed}"
-            plans[variant.name][seed] = (experiment.config(variant, scale, seed=seed,
-                                                           out=str(run_dir), data=data), run_dir)
-
-    # 2. train each distinct run once
+    regime = experiment.scale(scale).regime
+    plans = _plans(experiment, scale, seed_list, runs, data)  # validated before any work
+    definition = definition_key(experiment, scale, seed_list, data)
     trained: dict[Path, float] = {}
+
+    def train_run(variant: Variant, config: TrainConfig, run_dir: Path, first: bool) -> None:
+        log(f"[{experiment.name}] training {run_dir.name} to epoch {config.epochs} "
+            f"({_describe(variant)})")
+        began = time.time()
+        from alexnet.train import train
+
+        result = train(config, fresh=fresh and first, log=lambda line: log(f"  {line}"))
+        if result.status not in ("finished", "max_steps"):
+            raise AlexNetError(f"{run_dir}: training {result.status}; run the same command "
+                               "again to resume")
+        trained[run_dir] = _add_train_seconds(run_dir, time.time() - began, fresh and first)
+
+    # 1. the regime: a plateau rule fixes every run's epochs from one run first
+    regime_record: dict[str, Any] = {}
+    if isinstance(regime, Plateau):
+        regime_record = _calibrate(experiment, regime, plans, runs, fresh, train_run)
+        plans = _plans(experiment, scale, seed_list, runs, data, epochs=regime_record["epochs"])
+    elif isinstance(regime, UntilTrainError):
+        regime_record = {"rule": "until_train_error", **dataclasses.asdict(regime)}
+
+    # 2. train each distinct run once (an until-train-error run in chunks until it gets there)
+    run_regimes: dict[Path, dict[str, Any]] = {}
     for variant in experiment.training_variants():
         for config, run_dir in plans[variant.name].values():
             if run_dir in trained:
                 continue
-            log(f"[{experiment.name}] training {run_dir.name} ({_describe(variant)})")
-            began = time.time()
-            from alexnet.train import train
-
-            result = train(config, fresh=fresh, log=lambda line: log(f"  {line}"))
-            if result.status not in ("finished", "max_steps"):
-                raise AlexNetError(f"{run_dir}: training {result.status}; run the same command "
-                                   "again to resume")
-            trained[run_dir] = _add_train_seconds(run_dir, time.time() - began, fresh)
+            if isinstance(regime, UntilTrainError):
+                run_regimes[run_dir] = _until_train_error(variant, regime, config, run_dir,
+                                                          fresh, train_run)
+            else:
+                train_run(variant, config, run_dir, first=True)
+                if regime_record:
+                    run_regimes[run_dir] = {"rule": "plateau", "epochs": config.epochs}
 
     # 3. score: each run on its variant's views; ensembles on all seeds' models together
     variants: dict[str, VariantResult] = {}
@@ -112,14 +132,15 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         plan = plans[variant.name]
         first_config = plan[seed_list[0]][0]
         source = _test_images(first_config)
+        run_dirs = [run_dir for _, run_dir in plan.values()]
         if variant.ensemble:
-            run_dirs = [run_dir for _, run_dir in plan.values()]
-            outcomes = [_score(run_dirs, source, variant, None, sum(trained.get(r, 0.0)
+            outcomes = [_score(run_dirs, source, variant, None, sum(_train_seconds(r, trained)
                                                                     for r in run_dirs))]
         else:
-            run_dirs = [run_dir for _, run_dir in plan.values()]
-            outcomes = [_score([run_dir], source, variant, seed, trained.get(run_dir, 0.0))
+            outcomes = [_score([run_dir], source, variant, seed, _train_seconds(run_dir, trained))
                         for seed, (_, run_dir) in plan.items()]
+            for outcome, run_dir in zip(outcomes, run_dirs, strict=True):
+                outcome.regime = run_regimes.get(run_dir, {})
         values = [metric.measure(outcome) for outcome in outcomes]
         config_record = {k: v for k, v in first_config.to_dict().items() if k not in ("out", "seed")}
         variants[variant.name] = VariantResult(
@@ -128,20 +149,136 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         log(f"[{experiment.name}] {variant.name}: {metric.name} = "
             f"{', '.join(_format_value(v.value, v.lower_bound) for v in values)}")
 
-    # 4. effects and the verdict
+    # 4. effects (paired, with their 95% intervals) and the verdict
     effects = []
     for comparison in experiment.comparisons:
-        value, standard_error, bound = compare(experiment.effect, variants[comparison.baseline].summary,
-                                               variants[comparison.variant].summary, metric)
-        word, reason = verdict(experiment.effect, value, standard_error, bound, comparison.paper,
-                               experiment.threshold)
-        effects.append(Effect(comparison.baseline, comparison.variant, value, standard_error, bound,
-                              comparison.paper, comparison.paper_text, word, reason))
+        rule = Rule(experiment.effect, comparison.paper, experiment.threshold)
+        paired = compare(rule, variants[comparison.baseline].outcomes,
+                         variants[comparison.variant].outcomes, metric)
+        effects.append(Effect(comparison.baseline, comparison.variant, comparison.paper,
+                              comparison.paper_text, paired))
     return ExperimentResult(
         experiment=experiment, scale=scale, seeds=seed_list, variants=variants, effects=effects,
         verdict=overall([e.verdict for e in effects]), wall_seconds=time.time() - start,
         commit=commit, machine=machine_description(), versions=_versions(),
-        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=command)
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=command,
+        regime=regime_record, definition=definition)
+
+
+def definition_key(experiment: Experiment, scale: str, seeds: list[int], data: str | None) -> str:
+    """A digest of what an experiment trains and how it judges (configs without their
+    output folders and data location, the regime, the metric and the comparisons): equal
+    digests mean an existing result answers the same question."""
+    import hashlib
+
+    settings = experiment.scale(scale)
+    configs = []
+    for variant in experiment.variants:
+        for seed in seeds:
+            values = experiment.config(variant, scale, seed=seed, data=data).to_dict()
+            for key in ("out", "data", "store_dir"):
+                values.pop(key)
+            configs.append([variant.name, variant.views, variant.ensemble, values])
+    described = {"configs": configs, "regime": repr(settings.regime), "metric": experiment.metric,
+                 "effect": experiment.effect, "threshold": experiment.threshold,
+                 "comparisons": [repr(c) for c in experiment.comparisons]}
+    text = json.dumps(described, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+Plans = dict[str, dict[int, tuple[TrainConfig, Path]]]
+
+
+def _plans(experiment: Experiment, scale: str, seeds: list[int], runs: Path, data: str | None,
+           epochs: int | None = None) -> Plans:
+    """Every variant's config and run folder per seed; variants scored alike share one run.
+    Under a regime the epoch count is not part of a run's identity (runs grow in chunks)."""
+    regime = experiment.scale(scale).regime
+    plans: Plans = {}
+    by_key: dict[str, str] = {}
+    for variant in experiment.variants:
+        plans[variant.name] = {}
+        for seed in seeds:
+            config = experiment.config(variant, scale, seed=seed, data=data, epochs=epochs)
+            key = _config_key(config, with_epochs=regime is None)
+            owner = by_key.setdefault(key, variant.name)
+            run_dir = runs / f"{owner}-seed{seed}"
+            plans[variant.name][seed] = (experiment.config(variant, scale, seed=seed,
+                                                           out=str(run_dir), data=data,
+                                                           epochs=epochs), run_dir)
+    return plans
+
+
+TrainRun = Callable[[Variant, TrainConfig, Path, bool], None]
+
+
+def _calibrate(experiment: Experiment, rule: Plateau, plans: Plans, runs: Path, fresh: bool,
+               train_run: TrainRun) -> dict[str, Any]:
+    """Train ``rule.variant``'s first seed in chunks until its validation error has not
+    improved for ``rule.patience`` epochs; the decision is kept in runs/regime.json."""
+    path = runs / "regime.json"
+    if path.is_file() and not fresh:
+        record = json.loads(path.read_text())
+        if record.get("rule") == "plateau" and record.get("decided"):
+            return record
+    variant = experiment.variant(rule.variant)
+    config, run_dir = next(iter(plans[variant.name].values()))
+    epochs, first = 0, True
+    while True:
+        done = len(_epoch_records(run_dir)) if not (fresh and first) else 0
+        decision = plateau_decision(_epoch_records(run_dir) if done else [], rule)
+        if decision["decided"]:
+            break
+        epochs = min(rule.max_epochs, (done // rule.chunk + 1) * rule.chunk)
+        train_run(variant, dataclasses.replace(config, epochs=epochs), run_dir, first)
+        first = False
+    record = {"rule": "plateau", **dataclasses.asdict(rule), **decision, "run": run_dir.name}
+    runs.mkdir(parents=True, exist_ok=True)
+    _write_text(path, json.dumps(record, indent=1) + "\n")
+    return record
+
+
+def plateau_decision(records: list[dict[str, Any]], rule: Plateau) -> dict[str, Any]:
+    """Has the validation top-1 error stopped improving? ``epochs``: the run's length when
+    it has (or ``max_epochs`` was reached); ``stopped_at``: the first epoch the rule held."""
+    curve = [(int(r["epoch"]), r["val_top1_error"]) for r in records
+             if r.get("val_top1_error") is not None]
+    best, best_epoch = float("inf"), 0
+    for epoch, error in curve:
+        if error < best - rule.min_delta:
+            best, best_epoch = error, epoch
+        if epoch - best_epoch >= rule.patience:
+            return {"decided": True, "why": "plateau", "stopped_at": epoch,
+                    "epochs": len(records), "best_epoch": best_epoch, "best_val_top1_error": best,
+                    "val_curve": [e for _, e in curve]}
+    if len(records) >= rule.max_epochs:
+        return {"decided": True, "why": "max_epochs", "stopped_at": None, "epochs": len(records),
+                "best_epoch": best_epoch, "best_val_top1_error": best,
+                "val_curve": [e for _, e in curve]}
+    return {"decided": False}
+
+
+def _until_train_error(variant: Variant, rule: UntilTrainError, config: TrainConfig,
+                       run_dir: Path, fresh: bool, train_run: TrainRun) -> dict[str, Any]:
+    first = True
+    while True:
+        records = [] if fresh and first else _epoch_records(run_dir)
+        reached = next((int(r["epoch"]) for r in records
+                        if r["train_top1_error"] <= rule.target), None)
+        if reached is not None or len(records) >= rule.max_epochs:
+            return {"rule": "until_train_error", "target": rule.target, "epochs": len(records),
+                    "reached_at": reached, "max_epochs": rule.max_epochs}
+        epochs = min(rule.max_epochs, (len(records) // rule.chunk + 1) * rule.chunk)
+        train_run(variant, dataclasses.replace(config, epochs=epochs), run_dir, first)
+        first = False
+
+
+def _train_seconds(run_dir: Path, trained: dict[Path, float]) -> float:
+    """This invocation's figure, or the one kept from earlier invocations."""
+    if run_dir in trained:
+        return trained[run_dir]
+    path = run_dir / "experiment.json"
+    return float(json.loads(path.read_text())["train_seconds"]) if path.is_file() else 0.0
 
 
 def _add_train_seconds(run_dir: Path, seconds: float, fresh: bool) -> float:
@@ -150,8 +287,14 @@ def _add_train_seconds(run_dir: Path, seconds: float, fresh: bool) -> float:
     path = run_dir / "experiment.json"
     before = 0.0 if fresh or not path.is_file() else float(json.loads(path.read_text())["train_seconds"])
     total = before + seconds
-    path.write_text(json.dumps({"train_seconds": round(total, 1)}) + "\n")
+    _write_text(path, json.dumps({"train_seconds": round(total, 1)}) + "\n")
     return total
+
+
+def _write_text(path: Path, text: str) -> None:
+    from alexnet.outputs import write_text
+
+    write_text(path, text)
 
 
 def _score(run_dirs: list[Path], source: Any, variant: Variant, seed: int | None,
@@ -170,7 +313,9 @@ def _score(run_dirs: list[Path], source: Any, variant: Variant, seed: int | None
         models.append(LoadedModel(model, info, run_dir.name))
     result = evaluate(models, source, views=variant.views, progress=False)
     epochs = [] if variant.ensemble else _epoch_records(run_dirs[0])
-    return RunOutcome(epochs, result.top1_error, result.top5_error, result.n_images, seconds, seed)
+    per_image = None if result.per_image is None else ImageOutcomes.from_evaluation(result.per_image)
+    return RunOutcome(epochs, result.top1_error, result.top5_error, result.n_images, seconds, seed,
+                      per_image)
 
 
 def _test_images(config: TrainConfig) -> Any:
@@ -197,9 +342,11 @@ def _epoch_records(run_dir: Path) -> list[dict[str, Any]]:
     return [records[e] for e in sorted(records)]
 
 
-def _config_key(config: TrainConfig) -> str:
+def _config_key(config: TrainConfig, with_epochs: bool = True) -> str:
     values = config.to_dict()
     values.pop("out")
+    if not with_epochs:
+        values.pop("epochs")
     return json.dumps(values, sort_keys=True, default=str)
 
 
@@ -228,8 +375,9 @@ def git_commit() -> str | None:
 
 
 def machine_description() -> str:
-    cpu = platform.processor() or platform.machine()
-    text = f"{os.cpu_count()} CPU cores ({cpu}), {platform.system()}"
+    from alexnet.report.build import cpu_name
+
+    text = f"{os.cpu_count()} CPU cores ({cpu_name()}), {platform.system()}"
     if torch.cuda.is_available():
         text += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     return text
@@ -239,4 +387,4 @@ def _versions() -> dict[str, str]:
     import alexnet
 
     return {"alexnet": alexnet.__version__, "torch": torch.__version__,
-            "python": platform.python_version()}
+            "numpy": np.__version__, "python": platform.python_version()}
