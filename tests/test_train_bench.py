@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import torch
+
 from alexnet.cli import main
 from alexnet.train.bench import TrainBenchConfig, run_train_benchmark
+from alexnet.train.step import autocast_dtype
 
 
 def test_bench_train_interleaves_baseline_and_candidates_and_prints_ratios(capsys) -> None:
@@ -12,12 +15,17 @@ def test_bench_train_interleaves_baseline_and_candidates_and_prints_ratios(capsy
     lines: list[str] = []
     result = run_train_benchmark(config, log=lines.append)
     rounds = [line for line in lines if line.startswith("round")]
-    # baseline, alexnet2012, alexnet2014 in every round, in that order
+    # baseline, the plain-PyTorch peer, alexnet2012, alexnet2014 in every round, in that order
     assert [line.split(": ")[1].split(" (")[0] for line in rounds] == \
-        ["torchvision", "alexnet2012", "alexnet2014"] * 2
+        ["torchvision", "torchvision-peer", "alexnet2012", "alexnet2014"] * 2
     summary = result.summary()
     assert "torchvision alexnet (fp32, eager, NCHW)" in summary
-    assert summary.count("x\n") + summary.endswith("x") == 2  # a ratio per candidate
+    peer = "bf16 autocast" if autocast_dtype(torch.device("cpu"), "auto") else "fp32"
+    assert f"torchvision alexnet ({peer}, channels_last)" in summary
+    assert "strongest plain-PyTorch peer" in summary
+    assert summary.count("x fp32") == 3  # the peer and each candidate against the fp32 baseline
+    assert summary.count("x peer") == 2  # each candidate against the peer
+    assert "cores" in result.device_name  # the CPU named, with its matrix features
     assert all(len(rates) == 2 and min(rates) > 0 for rates in result.images_per_s.values())
 
 
@@ -68,7 +76,7 @@ def test_profile_splits_each_step_by_kind_of_kernel() -> None:
         assert times[CONVOLUTION] > 0 and times[MATMUL] > 0
         assert "addmm" not in times and "mkldnn_convolution" not in times  # classified
     summary = result.summary()
-    assert "one profiled step" in summary and summary.count("GEMM bound: ") == 2
+    assert "one profiled step" in summary and summary.count("GEMM bound: ") == 3  # peer too
     assert set(result.step_flops) == set(result.images_per_s)
     assert set(result.peak_flops) == {"fp32", "bf16"} or set(result.peak_flops) == {"fp32"}
     assert summary.count("would need") == 2 and summary.count("of the fp32 peak") >= 1
@@ -139,3 +147,43 @@ def test_peak_lines_say_what_fraction_the_target_needs() -> None:
     assert "0.40 TFLOP/s = 80% of the fp32 peak" in summary  # 100 images/s x 4 GFLOP
     # 300 images/s x 4 GFLOP = 1.2 TFLOP/s = 30% of bf16; 5x = 500 images/s = 2 TFLOP/s = 50%
     assert "1.20 TFLOP/s = 30% of the bf16 peak; 5x would need 50%" in summary
+
+
+def test_the_peer_is_torchvision_with_this_machines_fast_path(monkeypatch) -> None:
+    from alexnet.train import bench
+
+    seen: list[tuple[bool, bool]] = []
+    cross_entropy = bench.F.cross_entropy
+
+    def spy(logits, labels):
+        seen.append((torch.is_autocast_enabled("cpu"), logits.dtype == torch.bfloat16))
+        return cross_entropy(logits.float(), labels)
+
+    monkeypatch.setattr(bench.F, "cross_entropy", spy)
+    step, precision = bench._peer_step(torch.device("cpu"), TrainBenchConfig(
+        image_size=64, batch_size=2, num_classes=10))
+    step()
+    fast = autocast_dtype(torch.device("cpu"), "auto") is not None
+    assert precision == ("bf16" if fast else "fp32")
+    assert seen == [(fast, fast)]  # autocast on (and bf16 logits) exactly where bf16 is fast
+
+
+def test_the_peak_is_the_best_probe_and_a_step_above_it_is_flagged(monkeypatch) -> None:
+    from alexnet.train import bench
+    from alexnet.train.bench import TrainBenchResult
+
+    products = iter([1.0e12, 3.0e12, 2.0e12, 2.5e12])  # three squares, conv2's gradient shape
+    monkeypatch.setattr(bench, "matmul_peak", lambda *args, **kwargs: next(products))
+    monkeypatch.setattr(bench, "conv_peak", lambda *args, **kwargs: 3.5e12)
+    assert bench.machine_peak(torch.bfloat16, torch.device("cpu")) == 3.5e12
+    result = TrainBenchResult(TrainBenchConfig(), "test CPU")
+    result.images_per_s = {"torchvision": [100.0], "torchvision-peer (bf16 autocast, channels_last)": [150.0],
+                           "alexnet2012 (bf16, channels_last, eager)": [300.0]}
+    result.precisions = {"torchvision": "fp32", "torchvision-peer (bf16 autocast, channels_last)": "bf16",
+                         "alexnet2012 (bf16, channels_last, eager)": "bf16"}
+    result.step_flops = dict.fromkeys(result.images_per_s, 4 * 10**9)
+    result.peak_flops = {"fp32": 0.3e12, "bf16": 4e12}  # 100 images/s x 4 GFLOP = 0.4 > 0.3
+    lines = [line for line in result.summary().splitlines() if "of the fp32 peak" in line]
+    assert len(lines) == 1 and "ABOVE the measured peak" in lines[0]
+    below = [line for line in result.summary().splitlines() if "of the bf16 peak" in line]
+    assert len(below) == 2 and not any("ABOVE" in line for line in below)

@@ -115,7 +115,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 @benchmark("train", "images/s of a training step: alexnet2012 and alexnet2014 on the fast path vs "
-                    "torchvision's alexnet in fp32 eager NCHW, interleaved in one run")
+                    "torchvision's alexnet in fp32 eager NCHW and as the strongest plain-PyTorch "
+                    "peer (bf16 autocast where fast, channels_last), interleaved in one run")
 def _bench_train_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="alexnet2012,alexnet2014",
                         help="comma-separated candidates (default: %(default)s)")
