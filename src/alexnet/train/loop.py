@@ -39,6 +39,7 @@ from alexnet.data.augment import AugmentConfig, EvalTransform, TrainAugment
 from alexnet.data.loader import StoreLoader
 from alexnet.data.store import ImageStore
 from alexnet.errors import AlexNetError
+from alexnet.machine import cpu_precision_reason
 from alexnet.models import create_model
 from alexnet.train import distributed as dist_utils
 from alexnet.train.checkpointing import RunFolder, load_matching_weights, starting_weights
@@ -209,6 +210,8 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
             f"{config.epochs} epochs; {device}, {_precision_name(precision)}"
             f"{', channels_last' if config.channels_last else ''}"
             f"{', compiled' if config.compile else ''}")
+    if config.precision == "auto" and device.type == "cpu":
+        say(f"precision: {cpu_precision_reason()}")  # chosen by what this CPU measures
 
     flat_loss = _FlatLossCheck(config.flat_loss_steps, train_store.num_classes, start_step=step)
     status = "finished"
