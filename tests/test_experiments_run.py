@@ -46,7 +46,14 @@ def test_relu_vs_tanh_through_the_cli(tiny_cifar: Path, tmp_path: Path,
         assert [r["epoch"] for r in outcome["epochs"]] == [1, 2]  # the Fig. 1 curve
         assert 0 <= outcome["top1_error"] <= 1 and outcome["n_images"] == 40
         assert (runs / f"{name}-seed0" / "checkpoints" / "last.pt").is_file()
+    # each activation chose its own lr: 1e9's enormous loss loses the sweep
+    for name in ("relu", "tanh"):
+        entry = record["sweep"]["variants"][name]
+        assert entry["chosen"] == 0.001 and record["variants"][name]["config"]["lr"] == 0.001
+        assert entry["train_loss"]["1000000000.0"] > 1e3 > entry["train_loss"]["0.001"]
+        assert (runs / "sweep" / f"{name}-lr0.001" / "checkpoints" / "last.pt").is_file()
     markdown = (out / "relu-vs-tanh-test.md").read_text()
+    assert "**Sweep**: each variant's lr" in markdown
     assert record["verdict"] in markdown.splitlines()[0] and "6" in markdown
     assert (out / "relu-vs-tanh-test.png").read_bytes()[:4] == b"\x89PNG"
 
@@ -163,3 +170,36 @@ def test_all_runs_every_experiment_resumably_and_rewrites_the_readme(tiny_store:
     assert checkpoint.stat().st_mtime_ns == mtime
     assert (out / "ten-crop-test.json").is_file()
     assert any("is current; skipped" in line for line in lines)
+
+
+def test_a_diverging_sweep_value_loses_and_is_not_retried(tmp_path: Path) -> None:
+    from alexnet.errors import AlexNetError
+    from alexnet.experiments.registry import Sweep
+    from alexnet.experiments.runner import _sweep
+
+    experiment = get_experiment("relu-vs-tanh")
+    calls: list[tuple[str, float]] = []
+
+    def fake_train(variant, config, run_dir, first):
+        calls.append((variant.name, config.lr))
+        if config.lr > 1:  # the loop's own message for a NaN loss (train/loop.py)
+            raise AlexNetError("the training loss became nan: stopped before writing a checkpoint")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        loss = 1.0 + config.lr * (1 if variant.name == "relu" else -100)
+        (run_dir / "metrics.jsonl").write_text(json.dumps(
+            {"kind": "epoch", "epoch": 1, "train_loss": loss, "train_top1_error": 0.5}) + "\n")
+
+    sweep = Sweep("lr", (0.001, 0.002, 10.0), epochs=1)
+    record = _sweep(experiment, "test", sweep, tmp_path, None, fake_train, lambda _line: None)
+    relu, tanh = record["variants"]["relu"], record["variants"]["tanh"]
+    assert relu["chosen"] == 0.001 and tanh["chosen"] == 0.002  # each its own best
+    assert relu["train_loss"]["10.0"] is None and (tmp_path / "sweep" / "relu-lr10.0" / "diverged.txt").is_file()
+    assert json.loads((tmp_path / "sweep.json").read_text()) == record
+    calls.clear()
+    with pytest.raises(AlexNetError, match="not a divergence"):
+        def broken(variant, config, run_dir, first):
+            raise AlexNetError("not a divergence: no such data")
+        _sweep(experiment, "test", Sweep("lr", (0.005, 0.006), epochs=1), tmp_path / "b", None,
+               broken, lambda _line: None)
+    again = _sweep(experiment, "test", sweep, tmp_path, None, fake_train, lambda _line: None)
+    assert again == record and calls == []  # finished and diverged runs are not trained again

@@ -91,6 +91,20 @@ Regime = Plateau | UntilTrainError
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """Before the experiment's runs, each training variant picks its own ``key`` (e.g. its
+    learning rate, as the paper chose each net's for Fig. 1) from ``values``: seed 0 trains
+    ``epochs`` epochs at each value, and the value with the lowest training loss over its
+    last epoch wins (the fastest training: the loss, because a few epochs' error rates are
+    noisy and a value that blows up can still guess right by chance; a value whose loss
+    becomes NaN loses; ties go to the first). Kept in runs_dir/sweep.json and the result."""
+
+    key: str
+    values: tuple[Any, ...]
+    epochs: int
+
+
+@dataclass(frozen=True)
 class Scale:
     description: str
     preset: str | None
@@ -101,6 +115,7 @@ class Scale:
     # variant name -> overrides at this scale only (e.g. a shorter run for the faster arm)
     variant_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     regime: Regime | None = None  # None: every run trains for its config's epochs
+    sweep: Sweep | None = None  # None: every variant keeps its config's values
 
 
 @dataclass(frozen=True)
@@ -132,9 +147,11 @@ class Experiment:
         return self.scales[name]
 
     def config(self, variant: Variant | str, scale: str, seed: int = 0, out: str = "runs/x",
-               data: str | None = None, epochs: int | None = None) -> TrainConfig:
+               data: str | None = None, epochs: int | None = None,
+               picked: dict[str, Any] | None = None) -> TrainConfig:
         """The validated TrainConfig of ``variant`` at ``scale`` (``data`` replaces the data,
-        ``epochs`` the number of epochs, e.g. the one a regime found)."""
+        ``epochs`` the number of epochs, e.g. the one a regime found; ``picked``: values a
+        sweep picked for this variant, e.g. its learning rate)."""
         chosen = self.variant(variant) if isinstance(variant, str) else variant
         settings = self.scale(scale)
         at_scale = settings.variant_overrides.get(chosen.name, {})
@@ -146,6 +163,7 @@ class Experiment:
         values.update(seed=seed, out=out)
         if epochs is not None:
             values["epochs"] = epochs
+        values.update(picked or {})
         if data is not None:
             values["data"] = data
         if settings.preset is not None and "model" in values and "model_options" in values:
@@ -183,6 +201,8 @@ def check_experiment(experiment: Experiment) -> None:
         if scale not in experiment.scales:
             raise ValueError(f"{experiment.name}: no {scale!r} scale")
     for scale, settings in experiment.scales.items():
+        if settings.sweep is not None and (len(settings.sweep.values) < 2 or settings.sweep.epochs < 1):
+            raise ValueError(f"{experiment.name}: {scale}'s sweep needs two values and an epoch")
         regime = settings.regime
         if isinstance(regime, Plateau) and regime.variant not in names:
             raise ValueError(f"{experiment.name}: {scale} regime names unknown variant {regime.variant!r}")

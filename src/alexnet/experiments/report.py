@@ -84,7 +84,7 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
                    "config": v.config}
             for name, v in result.variants.items()},
         "effects": [e.to_json() for e in result.effects],
-        "regime": result.regime,
+        "regime": result.regime, "sweep": result.sweep,
         "verdict": result.verdict, "wall_seconds": round(result.wall_seconds, 1),
         "definition": result.definition,
         "commit": result.commit, "machine": result.machine, "versions": result.versions,
@@ -110,6 +110,16 @@ def _number(value: float | None) -> str:
 
 def _interval(interval: Any) -> str:
     return "-" if not interval else f"[{interval[0]:.2f}, {interval[1]:.2f}]"
+
+
+def _sweep_text(sweep: dict[str, Any]) -> str:
+    parts = []
+    for name, entry in sweep["variants"].items():
+        tried = ", ".join(f"{value}: {'diverged' if loss is None else f'{loss:.3g}'}"
+                          for value, loss in entry["train_loss"].items())
+        parts.append(f"{name} chose {sweep['key']} {entry['chosen']} ({tried})")
+    return (f"each variant's {sweep['key']} from {sweep['values']} by its training loss after "
+            f"{sweep['epochs']} epochs (seed 0): " + "; ".join(parts))
 
 
 def _regime_text(regime: dict[str, Any]) -> str:
@@ -140,6 +150,7 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
         "",
         f"**Regime**: {_regime_text(result.regime)}.",
         "",
+        *([f"**Sweep**: {_sweep_text(result.sweep)}.", ""] if result.sweep else []),
         f"| variant | {metric.unit} | 95% interval | per seed |",
         "|---|---|---|---|",
     ]

@@ -43,7 +43,14 @@ from alexnet.experiments.measure import (
     overall,
 )
 from alexnet.experiments.paired import Rule
-from alexnet.experiments.registry import Experiment, Plateau, UntilTrainError, Variant, seeds_for
+from alexnet.experiments.registry import (
+    Experiment,
+    Plateau,
+    Sweep,
+    UntilTrainError,
+    Variant,
+    seeds_for,
+)
 from alexnet.train.config import TrainConfig
 
 
@@ -75,6 +82,7 @@ class ExperimentResult:
     extra: dict[str, Any] = field(default_factory=dict)
     regime: dict[str, Any] = field(default_factory=dict)  # the scale's regime and what it decided
     definition: str = ""  # digest of every run's config: a result is current when it matches
+    sweep: dict[str, Any] = field(default_factory=dict)  # what each variant's sweep chose
 
 
 def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
@@ -87,7 +95,7 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
     seed_list = seeds_for(experiment, scale, seeds)
     runs = Path(runs_dir or Path("runs") / "experiments" / f"{experiment.name}-{scale}")
     metric = METRICS[experiment.metric]
-    regime = experiment.scale(scale).regime
+    regime, sweep = experiment.scale(scale).regime, experiment.scale(scale).sweep
     plans = _plans(experiment, scale, seed_list, runs, data)  # validated before any work
     definition = definition_key(experiment, scale, seed_list, data)
     trained: dict[Path, float] = {}
@@ -104,15 +112,25 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
                                "again to resume")
         trained[run_dir] = _add_train_seconds(run_dir, time.time() - began, fresh and first)
 
-    # 1. the regime: a plateau rule fixes every run's epochs from one run first
+    # 1. a sweep picks each variant's own value (e.g. its learning rate) on short runs
+    sweep_record: dict[str, Any] = {}
+    chosen: dict[str, dict[str, Any]] = {}
+    if sweep is not None:
+        sweep_record = _sweep(experiment, scale, sweep, runs, data, train_run, log)
+        chosen = {name: {sweep.key: entry["chosen"]}
+                  for name, entry in sweep_record["variants"].items()}
+        plans = _plans(experiment, scale, seed_list, runs, data, chosen=chosen)
+
+    # 2. the regime: a plateau rule fixes every run's epochs from one run first
     regime_record: dict[str, Any] = {}
     if isinstance(regime, Plateau):
         regime_record = _calibrate(experiment, regime, plans, runs, fresh, train_run)
-        plans = _plans(experiment, scale, seed_list, runs, data, epochs=regime_record["epochs"])
+        plans = _plans(experiment, scale, seed_list, runs, data, epochs=regime_record["epochs"],
+                       chosen=chosen)
     elif isinstance(regime, UntilTrainError):
         regime_record = {"rule": "until_train_error", **dataclasses.asdict(regime)}
 
-    # 2. train each distinct run once (an until-train-error run in chunks until it gets there)
+    # 3. train each distinct run once (an until-train-error run in chunks until it gets there)
     run_regimes: dict[Path, dict[str, Any]] = {}
     for variant in experiment.training_variants():
         for config, run_dir in plans[variant.name].values():
@@ -162,7 +180,7 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         verdict=overall([e.verdict for e in effects]), wall_seconds=time.time() - start,
         commit=commit, machine=machine_description(), versions=_versions(),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=command,
-        regime=regime_record, definition=definition)
+        regime=regime_record, definition=definition, sweep=sweep_record)
 
 
 def definition_key(experiment: Experiment, scale: str, seeds: list[int], data: str | None) -> str:
@@ -179,7 +197,8 @@ def definition_key(experiment: Experiment, scale: str, seeds: list[int], data: s
             for key in ("out", "data", "store_dir"):
                 values.pop(key)
             configs.append([variant.name, variant.views, variant.ensemble, values])
-    described = {"configs": configs, "regime": repr(settings.regime), "metric": experiment.metric,
+    described = {"configs": configs, "regime": repr(settings.regime),
+                 "sweep": repr(settings.sweep), "metric": experiment.metric,
                  "effect": experiment.effect, "threshold": experiment.threshold,
                  "comparisons": [repr(c) for c in experiment.comparisons]}
     text = json.dumps(described, sort_keys=True, default=str)
@@ -190,7 +209,7 @@ Plans = dict[str, dict[int, tuple[TrainConfig, Path]]]
 
 
 def _plans(experiment: Experiment, scale: str, seeds: list[int], runs: Path, data: str | None,
-           epochs: int | None = None) -> Plans:
+           epochs: int | None = None, chosen: dict[str, dict[str, Any]] | None = None) -> Plans:
     """Every variant's config and run folder per seed; variants scored alike share one run.
     Under a regime the epoch count is not part of a run's identity (runs grow in chunks)."""
     regime = experiment.scale(scale).regime
@@ -198,15 +217,61 @@ def _plans(experiment: Experiment, scale: str, seeds: list[int], runs: Path, dat
     by_key: dict[str, str] = {}
     for variant in experiment.variants:
         plans[variant.name] = {}
+        picked = (chosen or {}).get(variant.name)
         for seed in seeds:
-            config = experiment.config(variant, scale, seed=seed, data=data, epochs=epochs)
+            config = experiment.config(variant, scale, seed=seed, data=data, epochs=epochs,
+                                       picked=picked)
             key = _config_key(config, with_epochs=regime is None)
             owner = by_key.setdefault(key, variant.name)
             run_dir = runs / f"{owner}-seed{seed}"
             plans[variant.name][seed] = (experiment.config(variant, scale, seed=seed,
                                                            out=str(run_dir), data=data,
-                                                           epochs=epochs), run_dir)
+                                                           epochs=epochs, picked=picked), run_dir)
     return plans
+
+
+def _is_divergence(error: AlexNetError) -> bool:
+    """The training loop's one-line errors for a NaN / inf loss or weights (train/loop.py)."""
+    text = str(error)
+    return "training loss became" in text or "weights became nan/inf" in text
+
+
+def _sweep(experiment: Experiment, scale: str, sweep: Sweep, runs: Path, data: str | None,
+           train_run: TrainRun, log: Callable[[str], None]) -> dict[str, Any]:
+    """Each training variant's seed 0 for ``sweep.epochs`` epochs at every value; the lowest
+    training loss over the last epoch chooses (a diverged value gives none). Runs live in
+    runs/sweep/ (resumable)."""
+    by_key: dict[str, Path] = {}
+    variants: dict[str, Any] = {}
+    for variant in experiment.training_variants():
+        results: dict[str, float | None] = {}
+        for value in sweep.values:
+            config = experiment.config(variant, scale, seed=0, data=data, epochs=sweep.epochs,
+                                       picked={sweep.key: value})
+            run_dir = by_key.setdefault(_config_key(config),
+                                        runs / "sweep" / f"{variant.name}-{sweep.key}{value}")
+            records = _epoch_records(run_dir)
+            diverged = run_dir / "diverged.txt"
+            if len(records) < sweep.epochs and not diverged.is_file():
+                try:
+                    train_run(variant, dataclasses.replace(config, out=str(run_dir)), run_dir, True)
+                except AlexNetError as error:
+                    if not _is_divergence(error):
+                        raise
+                    # a value too large for this net: it loses the sweep, and is not retried
+                    log(f"[{experiment.name}] {run_dir.name} diverged: {error}")
+                    _write_text(diverged, f"{error}\n")
+                records = _epoch_records(run_dir)
+            done = records and len(records) >= sweep.epochs and not diverged.is_file()
+            results[str(value)] = records[-1]["train_loss"] if done else None
+        known = [(error, i) for i, error in enumerate(results.values()) if error is not None]
+        best = sweep.values[min(known)[1]] if known else sweep.values[0]
+        variants[variant.name] = {"train_loss": results, "chosen": best}
+    record = {"key": sweep.key, "values": list(sweep.values), "epochs": sweep.epochs,
+              "variants": variants}
+    runs.mkdir(parents=True, exist_ok=True)
+    _write_text(runs / "sweep.json", json.dumps(record, indent=1) + "\n")
+    return record
 
 
 TrainRun = Callable[[Variant, TrainConfig, Path, bool], None]
