@@ -28,6 +28,7 @@ more in page faults than the arithmetic. Instances are safe to call from several
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import threading
 from dataclasses import dataclass, field
@@ -44,6 +45,10 @@ IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
 IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 NORMALIZATIONS = ("mean_image", "channel", "imagenet")
 VIEWS = ("center", "ten_crop")
+# PCA lighting units (docs/data.md): "fb_resnet" scales by eigval / 255 (the paper's formula
+# on [0, 1] pixels, as fb.resnet.torch); "cuda_convnet" by sqrt(eigval), the component's
+# standard deviation in 0..255 units, then divides the view by 1 + alpha std (the 2012 code)
+LIGHTING_UNITS = ("fb_resnet", "cuda_convnet")
 
 
 @dataclass(frozen=True)
@@ -56,10 +61,13 @@ class AugmentConfig:
     # > 0: random-resized crops covering this..1 of the image's area (torchvision's scale
     # augmentation, not §4.1's); 0: the paper's fixed crop_size crops
     resized_crop_scale: float = 0.0
+    lighting_units: str = "fb_resnet"  # LIGHTING_UNITS: which reading of §4.1's eigenvalues
 
     def __post_init__(self) -> None:
         if self.normalization not in NORMALIZATIONS:
             raise unknown_choice("normalization", self.normalization, NORMALIZATIONS)
+        if self.lighting_units not in LIGHTING_UNITS:
+            raise unknown_choice("lighting_units", self.lighting_units, LIGHTING_UNITS)
         if not 0 <= self.resized_crop_scale <= 1:
             raise AlexNetError(f"resized_crop_scale must be in [0, 1] (0: the paper's fixed "
                                f"crops), got {self.resized_crop_scale}")
@@ -257,18 +265,27 @@ def resized_crops(images: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
 
 
 def lighting_shift(batch: int, eigval: torch.Tensor, eigvec: torch.Tensor, alpha_std: float = 0.1,
-                   generator: torch.Generator | None = None) -> torch.Tensor:
-    """§4.1: the RGB offset ``eigvec @ (alpha * eigval)`` of each image, (B, 3), 0..255 units.
+                   generator: torch.Generator | None = None, units: str = "fb_resnet"
+                   ) -> torch.Tensor:
+    """§4.1: the RGB offset ``eigvec @ (alpha * lambda)`` of each image, (B, 3), 0..255 units.
 
-    ``eigval`` are the eigenvalues of the covariance of 0..255 pixel values (stats.npz). The
-    paper's formula is applied to pixels scaled to [0, 1], as the widely used implementations
-    do (fb.resnet.torch: ImageNet eigval 0.2175, 0.0188, 0.0045), and the offset scaled back
-    to 0..255: offset_255 = eigvec @ (alpha * eigval / 255). Applied literally to 0..255
-    pixels the offsets would be ~255x larger (hundreds of grey levels).
+    ``eigval`` are the eigenvalues of the covariance of 0..255 pixel values (stats.npz).
+    ``units`` says what lambda is (docs/data.md derives both):
+
+    - ``fb_resnet``: the paper's formula applied to pixels scaled to [0, 1], as the widely
+      used implementations do (fb.resnet.torch: ImageNet eigval 0.2175, 0.0188, 0.0045), and
+      the offset scaled back to 0..255: lambda = eigval / 255. Applied literally to 0..255
+      pixels the offsets would be ~255x larger (hundreds of grey levels).
+    - ``cuda_convnet``: the 2012 code (convdata.py ``color_stdevs``, convdata_jpeg.py
+      ColorNoiseMakerThread): lambda = sqrt(eigval), the standard deviation of the pixels
+      along that component, in 0..255 units whatever the pixel scale.
     """
+    if units not in LIGHTING_UNITS:
+        raise unknown_choice("lighting_units", units, LIGHTING_UNITS)
     eigval = eigval.to(eigvec.device, torch.float32)
+    scale = eigval / 255.0 if units == "fb_resnet" else eigval.clamp_min(0).sqrt()
     alpha = torch.randn(batch, 3, generator=generator, device=eigvec.device) * alpha_std
-    return (alpha * (eigval / 255.0)) @ eigvec.to(torch.float32).T  # (B, 3)
+    return (alpha * scale) @ eigvec.to(torch.float32).T  # (B, 3)
 
 
 def pca_lighting(images: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
@@ -475,9 +492,27 @@ class TrainAugment:
         shift = None
         if config.lighting_std > 0:
             eigval, eigvec = self._eigen(images.device)
-            shift = lighting_shift(batch, eigval, eigvec, config.lighting_std, generator)
+            shift = lighting_shift(batch, eigval, eigvec, config.lighting_std, generator,
+                                   config.lighting_units)
         result = self.normalization.apply(crops, tops, lefts, flips, shift, _as_nhwc(out, crops))
+        if self.rescale != 1.0:
+            result.mul_(self.rescale)
         return _channels_last(result, config.dtype)
+
+    @property
+    def rescale(self) -> float:
+        """convdata_jpeg.py divides the noisy, mean-subtracted view by 1 + the noise std "so
+        that the overall scale of the training data doesn't become too different from the
+        test data"; only while the noise is on, and only in the 2012 code's units."""
+        config = self.config
+        if config.lighting_units == "cuda_convnet" and config.lighting_std > 0:
+            return 1.0 / (1.0 + config.lighting_std)
+        return 1.0
+
+    def set_lighting_std(self, std: float) -> None:
+        """Change the lighting alphas' std between epochs (the 2012 code switched its colour
+        noise off for the low-rate phases, layer-params-145.cfg). Not while a loader reads."""
+        self.config = dataclasses.replace(self.config, lighting_std=std)
 
     def _random_resized_view(self, images: torch.Tensor, generator: torch.Generator | None,
                              out: torch.Tensor | None, index: torch.Tensor | None, batch: int
@@ -500,8 +535,11 @@ class TrainAugment:
                               resized_crop_grid(boxes, flips, size, config.crop_size))
         if config.lighting_std > 0:
             eigval, eigvec = self._eigen(device)
-            shift = lighting_shift(batch, eigval, eigvec, config.lighting_std, generator)
+            shift = lighting_shift(batch, eigval, eigvec, config.lighting_std, generator,
+                                   config.lighting_units)
             views.add_((shift * self.normalization.inverse_std(device))[:, :, None, None])
+        if self.rescale != 1.0:
+            views.mul_(self.rescale)
         if out is not None:
             _as_nhwc(out, views.permute(0, 2, 3, 1))  # checks its shape, dtype and layout
             views = out.copy_(views)

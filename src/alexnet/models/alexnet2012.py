@@ -28,7 +28,15 @@ from torch import nn
 
 from alexnet.errors import AlexNetError
 from alexnet.models.init import initialize
-from alexnet.models.layers import ACTIVATIONS, LocalResponseNorm, activation_layer, max_pool, scaled
+from alexnet.models.layers import (
+    ACTIVATIONS,
+    CeilModePad,
+    LocalResponseNorm,
+    SameMapResponseNorm,
+    activation_layer,
+    max_pool,
+    scaled,
+)
 
 # §5: N(0, 0.01); bias 1 in conv2, conv4, conv5 and fc6/fc7 "to accelerate the early stages
 # of learning by providing the ReLUs with positive inputs", 0 elsewhere.
@@ -40,6 +48,12 @@ PAPER_INIT = {
 CAFFE_INIT = {
     "conv1": (0.01, 0.0), "conv2": (0.01, 0.1), "conv3": (0.01, 0.0), "conv4": (0.01, 0.1),
     "conv5": (0.01, 0.1), "fc6": (0.005, 0.1), "fc7": (0.005, 0.1), "fc8": (0.01, 0.0),
+}  # fmt: skip
+# The 2012 code's own init (layers-145.cfg initW / initB; initB defaults to 0, layer.py):
+# conv3-5 std 0.03 where the paper says 0.01; biases as §5 except conv3 (0) and fc8 (0).
+ORIGINAL2012_INIT = {
+    "conv1": (0.01, 0.0), "conv2": (0.01, 1.0), "conv3": (0.03, 0.0), "conv4": (0.03, 1.0),
+    "conv5": (0.03, 1.0), "fc6": (0.01, 1.0), "fc7": (0.01, 1.0), "fc8": (0.01, 0.0),
 }  # fmt: skip
 
 PAPER_SECTIONS = {
@@ -67,6 +81,10 @@ class AlexNet2012(nn.Module):
         towers: int = 2,
         width: float = 1.0,
         init: str = "kaiming",
+        lrn1_before_relu: bool = False,
+        same_map_norm2: bool = False,
+        conv1_ceil_padding: bool = False,
+        conv1_init_std: float | None = None,
     ) -> None:
         super().__init__()
         if activation not in ACTIVATIONS:
@@ -79,6 +97,9 @@ class AlexNet2012(nn.Module):
             raise AlexNetError(f"dropout must be in [0, 1), got {dropout}")
         if width <= 0:
             raise AlexNetError(f"width must be positive, got {width}")
+        if conv1_init_std is not None and conv1_init_std <= 0:
+            raise AlexNetError(f"conv1_init_std must be positive (or None: the init scheme's), "
+                               f"got {conv1_init_std}")
         self.towers = towers
         self.drop_conv = drop_conv
 
@@ -98,16 +119,32 @@ class AlexNet2012(nn.Module):
         layers: OrderedDict[str, nn.Module] = OrderedDict()
         previous = in_channels
         for i in range(1, 6):
+            norm = None
+            if i in (1, 2) and lrn:  # §3.3: LRN after the ReLU of conv1 and conv2, per tower
+                norm = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0, groups=towers)
+            # layers-145.cfg: rnorm1a reads conv1a (no neuron) and the ReLU sits on pool1a, so
+            # the 2012 code normalises conv1 before its ReLU (max-pooling commutes with ReLU)
+            norm_first = i == 1 and lrn1_before_relu and norm is not None
             if i != drop_conv:
                 stride, padding = (4, 2) if i == 1 else (1, kernel[i] // 2)
+                if i == 1 and conv1_ceil_padding:
+                    # layers-145.cfg conv1a padding=0; layer.py rounds the output size up
+                    # (modulesX = 1 + ceil(...)): zeros only past the right and bottom edges
+                    layers["pad1"] = CeilModePad(kernel[i], stride)
+                    padding = 0
                 layers[f"conv{i}"] = nn.Conv2d(
                     previous, channels[i], kernel[i], stride, padding, groups=groups[i]
                 )
+                if norm_first:
+                    layers[f"norm{i}"] = norm
                 layers[f"relu{i}"] = activation_layer(activation)
                 previous = channels[i]
-            if i in (1, 2) and lrn:  # §3.3: LRN after the ReLU of conv1 and conv2, per tower
-                layers[f"norm{i}"] = LocalResponseNorm(size=5, alpha=1e-4, beta=0.75, k=2.0,
-                                                       groups=towers)
+            if norm is not None and not norm_first:
+                layers[f"norm{i}"] = norm
+            if i == 2 and same_map_norm2:
+                # layers-145.cfg cnorm2a/b (type=rnorm) after rnorm2: each map divided by its
+                # own 5x5 neighbourhood, scale 0.001 (/ 25 in layer.py), pow 0.75, k 1
+                layers["cnorm2"] = SameMapResponseNorm(size=5, alpha=0.001, beta=0.75, k=1.0)
             if i in (1, 2, 5):  # §3.4 / §3.5: max-pooling after both LRNs and after conv5
                 layers[f"pool{i}"] = max_pool(overlapping_pooling)
         self.features = nn.Sequential(layers)
@@ -126,7 +163,12 @@ class AlexNet2012(nn.Module):
             )
         )
         learned = {name: m for name, m in self.named_layers() if isinstance(m, nn.Conv2d | nn.Linear)}
-        initialize(learned, init, {"paper": PAPER_INIT, "caffe": CAFFE_INIT}, activation, "fc8")
+        initialize(learned, init, {"paper": PAPER_INIT, "caffe": CAFFE_INIT,
+                                   "original2012": ORIGINAL2012_INIT}, activation, "fc8")
+        if conv1_init_std is not None and "conv1" in learned:
+            # §5's N(0, 0.01) for conv1 alone: a small start lets the learned part of the
+            # kernels dominate what Fig. 3 shows (docs/models.md)
+            nn.init.normal_(learned["conv1"].weight, 0.0, conv1_init_std)
 
     def named_layers(self) -> list[tuple[str, nn.Module]]:
         """(short name, module) for every layer in forward order: conv1, relu1, ..., fc8."""

@@ -6,12 +6,15 @@
   fixed std 0.01 through eight layers the logits start ~1e-3 small and bias 1 drowns the
   signal, so SGD at lr 0.01 barely moves for many steps.
 - ``caffe``: BVLC Caffe's working variant: fc6/fc7 std 0.005 and biases 0.1 instead of 1.
+- ``original2012``: what the 2012 code set (layers-145.cfg initW / initB): std 0.03 for
+  conv3-5, 0.01 elsewhere; biases 1 in conv2, conv4, conv5, fc6, fc7, 0 elsewhere.
 - ``kaiming`` (the presets' default): He et al. 2015 fan-in normal for every ReLU/tanh
   layer, so the activation scale is kept from layer to layer whatever the width, biases 0,
   and the classifier's last layer N(0, 0.01) so the first softmax is near uniform.
 - ``pytorch``: PyTorch's own defaults (what torchvision's alexnet gets).
 
-A model passes its own table of (std, bias) per layer for ``paper`` and ``caffe``.
+A model passes its own table of (std, bias) per layer for ``paper`` and ``caffe`` (and for
+a scheme of its own, such as alexnet2012's ``original2012``).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch import nn
 
 from alexnet.errors import unknown_choice
 
-INIT_SCHEMES = ("paper", "caffe", "kaiming", "pytorch")
+INIT_SCHEMES = ("paper", "caffe", "kaiming", "pytorch")  # plus any model-specific table
 
 # (weight std, bias value) for a layer
 LayerInit = tuple[float, float]
@@ -41,6 +44,7 @@ def initialize(
     ``output_layer`` names the classifier's last layer (N(0, 0.01) under ``kaiming``).
     """
     valid = [s for s in INIT_SCHEMES if s in tables or s in ("kaiming", "pytorch")]
+    valid += [s for s in tables if s not in INIT_SCHEMES]  # a model's own (original2012)
     if scheme not in valid:
         raise unknown_choice("init scheme", scheme, valid)
     for name, layer in layers.items():

@@ -249,6 +249,29 @@ class SameMapResponseNorm(nn.Module):
         return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
+class CeilModePad(nn.Module):
+    """Zeros past the right and bottom edges so that a ``kernel``/``stride`` convolution with
+    no padding gives ``1 + ceil((size - kernel) / stride)`` outputs, as cuda-convnet sizes its
+    convolutions (layer.py: ``modulesX = 1 + ceil((2 * padding + imgSize - filterSize) /
+    stride)``; the windows that run past the image read zeros there). 224 -> 227, i.e. 55
+    outputs for conv1 (11, stride 4), where torch's floor rounding would give 54."""
+
+    def __init__(self, kernel: int, stride: int) -> None:
+        super().__init__()
+        self.kernel, self.stride = kernel, stride
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        return F.pad(x, (0, self._extra(width), 0, self._extra(height)))
+
+    def _extra(self, size: int) -> int:
+        outputs = 1 + -(-(size - self.kernel) // self.stride)  # 1 + ceil((size - k) / stride)
+        return (outputs - 1) * self.stride + self.kernel - size
+
+    def extra_repr(self) -> str:
+        return f"kernel={self.kernel}, stride={self.stride}"
+
+
 def max_pool(overlapping: bool, ceil_mode: bool = False) -> nn.MaxPool2d:
     """3x3 windows with stride 2 (overlapping, §3.4) or 2x2 stride 2 (the ablation)."""
     return nn.MaxPool2d(3 if overlapping else 2, stride=2, ceil_mode=ceil_mode)

@@ -23,7 +23,9 @@ from typing import Any
 
 from alexnet.errors import AlexNetError, unknown_choice
 
-SCHEDULES = ("plateau", "step", "cosine", "linear")
+SCHEDULES = ("plateau", "step", "cosine", "linear", "epochs")
+UPDATE_RULES = ("torch", "cuda_convnet")
+LIGHTING_UNITS = ("fb_resnet", "cuda_convnet")
 NORMALIZATIONS = ("mean_image", "channel")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
@@ -46,6 +48,10 @@ class TrainConfig:
     # > 0: random-resized crops covering this..1 of the image area (scale augmentation, not
     # the paper's); 0: §4.1's fixed crop_size crops
     resized_crop_scale: float = 0.0
+    # units of the PCA lighting (docs/data.md): fb_resnet: eigvec @ (alpha * eigval / 255);
+    # cuda_convnet (convdata_jpeg.py): eigvec @ (alpha * sqrt(eigval)), view / (1 + std)
+    lighting_units: str = "fb_resnet"
+    lighting_epochs: dict[str, float] = field(default_factory=dict)  # EPOCH=STD: pca_lighting from that epoch on
     normalization: str = "mean_image"  # mean_image: subtract the per-pixel mean (§2); channel
     scale_inputs: bool = True  # also divide by the per-channel std (units, see docs/training.md)
 
@@ -59,6 +65,10 @@ class TrainConfig:
     bias_lr_factor: float = 1.0  # cuda-convnet and Caffe train biases at 2x the rate
     layer_weight_decay: dict[str, float] = field(default_factory=dict)  # name prefix -> decay
     label_smoothing: float = 0.0  # not the paper's; 0 keeps its plain cross-entropy
+    bias_lr: float = 0.0  # > 0: biases train at this fixed rate whatever the schedule (2012 code: epsB 0.02)
+    # PREFIX@EPOCH=LR: parameters named PREFIX... train at LR from that epoch on (conv1 in 2012)
+    layer_lr_epochs: dict[str, float] = field(default_factory=dict)
+    update_rule: str = "torch"  # torch: torch.optim.SGD; cuda_convnet: weights.cu's inc = mom inc - lr (grad + wd w)
 
     # --- learning-rate schedule -----------------------------------------------------------
     schedule: str = "plateau"  # plateau (§5) | step | cosine | linear
@@ -66,6 +76,7 @@ class TrainConfig:
     warmup_start_factor: float = 0.1
     lr_factor: float = 0.1  # plateau / step: multiply by this at a reduction
     lr_milestones: list[int] = field(default_factory=lambda: [30, 60])  # step: reduce at these epochs
+    lr_epochs: dict[str, float] = field(default_factory=dict)  # epochs: EPOCH=LR, the rate from that epoch (1 = first) on
     plateau_patience: int = 5  # plateau: epochs without a better val error before reducing
     plateau_threshold: float = 1e-3  # plateau: an improvement smaller than this is none
     max_lr_reductions: int = 3  # plateau: the paper reduced three times
@@ -110,6 +121,10 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """One-line errors for values no run can use, before any work is done."""
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise AlexNetError(f"{f.name} must be a finite number, got {value}")
         positive = ("epochs", "batch_size", "crop_size", "image_size", "log_every_steps",
                     "val_every_epochs", "val_batch_size", "keep_checkpoints")
         for name in positive:
@@ -124,10 +139,7 @@ class TrainConfig:
                 raise AlexNetError(f"{name} must not be negative, got {getattr(self, name)}")
         if not 0 < self.lr < math.inf:
             raise AlexNetError(f"lr must be a positive number, got {self.lr}")
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if isinstance(value, float) and not math.isfinite(value):
-                raise AlexNetError(f"{f.name} must be a finite number, got {value}")
+
         if not 0 <= self.resized_crop_scale <= 1:
             raise AlexNetError(f"resized_crop_scale must be in [0, 1] (0: the paper's fixed "
                                f"crops), got {self.resized_crop_scale}")
@@ -142,6 +154,10 @@ class TrainConfig:
                               ("precision", PRECISIONS), ("progress", ("auto", "bar", "lines"))):
             if getattr(self, name) not in choices:
                 raise unknown_choice(name, getattr(self, name), choices)
+        for name, choices in (("update_rule", UPDATE_RULES), ("lighting_units", LIGHTING_UNITS)):
+            if getattr(self, name) not in choices:
+                raise unknown_choice(name, getattr(self, name), choices)
+        self._validate_2012_fields()
         if self.weights not in (None, "torchvision"):
             raise unknown_choice("weights", self.weights, ["torchvision"])
         if self.weights_file is not None and self.weights is None:
@@ -168,6 +184,40 @@ class TrainConfig:
         # the network must take crop_size x crop_size inputs (pool5 needs a 3x3 map, §3.5)
         check_input_size(self.model, self.crop_size, what="crop_size", **self.model_options)
         return self
+
+    def _validate_2012_fields(self) -> None:
+        """The fields of the 2012 code's recipe (layer-params-145.cfg): epochs and rates."""
+        if self.bias_lr < 0:
+            raise AlexNetError(f"bias_lr must not be negative, got {self.bias_lr}")
+        if self.schedule == "epochs" and not self.lr_epochs:
+            raise AlexNetError("schedule 'epochs' needs lr_epochs (e.g. --lr-epochs 1=0.01,25=0.001)")
+        for name, table in (("lr_epochs", self.lr_epochs), ("lighting_epochs", self.lighting_epochs)):
+            for key, value in table.items():
+                epoch_number(name, key)
+                if value < 0:
+                    raise AlexNetError(f"{name}[{key}] must not be negative, got {value}")
+        for key, value in self.layer_lr_epochs.items():
+            prefix, _, epoch = key.rpartition("@")
+            if not prefix:
+                raise AlexNetError(f"layer_lr_epochs key {key!r} is not PREFIX@EPOCH (e.g. "
+                                   "features.conv1@72=0)")
+            epoch_number("layer_lr_epochs", epoch)
+            if value < 0:
+                raise AlexNetError(f"layer_lr_epochs[{key}] must not be negative, got {value}")
+        if self.update_rule == "cuda_convnet" and self.nesterov:
+            raise AlexNetError("update_rule cuda_convnet is plain momentum (weights.cu); "
+                               "set nesterov=false")
+
+
+def epoch_number(name: str, key: str) -> int:
+    """An epoch key of ``lr_epochs`` and friends as an int >= 1 (epochs count from 1)."""
+    try:
+        epoch = int(key)
+    except ValueError:
+        epoch = 0
+    if epoch < 1:
+        raise AlexNetError(f"{name}: {key!r} is not an epoch number (1 = the first epoch)")
+    return epoch
 
 
 @dataclass(frozen=True)
@@ -230,6 +280,30 @@ PRESETS: dict[str, Preset] = {
          "schedule": "cosine", "warmup_epochs": 3.0, "normalization": "mean_image",
          "pca_lighting": 0.1, "ten_crop_final": True, "val_every_epochs": 5,
          "out": "runs/imagenette-full"},
+    ),
+    "original2012": Preset(
+        "alexnet2012 exactly as the 2012 code built and trained it, on any store (--data)",
+        "computerhistory/AlexNet-Source-Code. layers/layers-145.cfg: LRN1 before conv1's ReLU, "
+        "the same-map norm cnorm2 after rnorm2, conv1 unpadded with the output size rounded up, "
+        "init std 0.01 (0.03 for conv3-5) and its biases. layers/layer-params-145.cfg as its log "
+        "says: epsW 0.01, 1e-3 from epoch 25, 1e-4 from 51, 1e-5 from 79; conv1 1e-5 from 67 and "
+        "0 from 72; the restart at 1e-3 from 91, 1e-4 from 107, 1e-5 from 124, killed at 135; "
+        "epsB 0.02 throughout; wc 5e-4 (weights only); momentum 0.9; batch 128 (convnet.py). "
+        "src/weights.cu's update rule; convdata_jpeg.py's colour noise (0.1 x sqrt(eigenvalue), "
+        "view / 1.1), off from epoch 67 and from 124, back on from 91; raw 0..255 pixels minus "
+        "the mean image; the 10-patch score at the end. What is not copied: docs/models.md.",
+        {"model": "alexnet2012",
+         "model_options": {"init": "original2012", "lrn1_before_relu": True,
+                           "same_map_norm2": True, "conv1_ceil_padding": True},
+         "image_size": 256, "crop_size": 224, "flip": True, "normalization": "mean_image",
+         "scale_inputs": False, "pca_lighting": 0.1, "lighting_units": "cuda_convnet",
+         "lighting_epochs": {"67": 0.0, "91": 0.1, "124": 0.0},
+         "epochs": 134, "batch_size": 128, "lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4,
+         "update_rule": "cuda_convnet", "bias_lr": 0.02, "schedule": "epochs",
+         "lr_epochs": {"1": 0.01, "25": 1e-3, "51": 1e-4, "79": 1e-5, "91": 1e-3, "107": 1e-4,
+                       "124": 1e-5},
+         "layer_lr_epochs": {"features.conv1.weight@67": 1e-5, "features.conv1@72": 0.0},
+         "ten_crop_final": True, "checkpoint_every_steps": 2000, "out": "runs/original2012"},
     ),
     "cifar10-18pct": Preset(
         "Krizhevsky's cuda-convnet CIFAR-10 net and recipe (18% test error)",
@@ -297,6 +371,12 @@ def coerce(name: str, value: Any, kind: Any) -> Any:
             raise AlexNetError(f"{name} must be a list (e.g. 30,60), got {value!r}")
         return [coerce(f"{name}[{i}]", v, item_kind) for i, v in enumerate(value)]
     if origin is dict:
+        if isinstance(value, str):  # CLI text: KEY=VALUE,KEY=VALUE
+            pairs = [p for p in value.replace(" ", "").split(",") if p]
+            if not all("=" in p for p in pairs):
+                raise AlexNetError(f"{name} must be KEY=VALUE pairs (e.g. 1=0.01,25=0.001), got "
+                                   f"{value!r}")
+            value = dict(p.split("=", 1) for p in pairs)
         if not isinstance(value, Mapping):
             raise AlexNetError(f"{name} must be a mapping of KEY=VALUE, got {value!r}")
         value_kind = typing.get_args(kind)[1]

@@ -41,18 +41,19 @@ from alexnet.data.store import ImageStore
 from alexnet.errors import AlexNetError
 from alexnet.machine import cpu_precision_reason
 from alexnet.models import create_model
+from alexnet.outputs import writes_into
 from alexnet.train import distributed as dist_utils
 from alexnet.train.checkpointing import RunFolder, load_matching_weights, starting_weights
 from alexnet.train.config import TrainConfig
 from alexnet.train.data import check_data_path, open_training_data
 from alexnet.train.metrics import Console, MetricsLog, use_progress_bar
-from alexnet.train.schedule import LearningRate
+from alexnet.train.schedule import LearningRate, lighting_at, parameter_groups
 from alexnet.train.step import (
     TrainStep,
     autocast_dtype,
     configure_determinism,
     load_optimizer_state,
-    sgd,
+    make_optimizer,
 )
 
 # Config fields that fix what a checkpoint is: resuming with other values would silently
@@ -83,6 +84,7 @@ class TrainResult:
         return "\n".join(self.summary_lines)
 
 
+@writes_into("config.out")  # a full, read-only or unmakeable run folder: a one-line error
 def train(config: TrainConfig, *, fresh: bool = False, log: Callable[[str], None] | None = None,
           preset: str | None = None) -> TrainResult:
     """Train as ``config`` says, in ``config.out``; resumes from a checkpoint there unless
@@ -139,7 +141,8 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
     batch_per_rank = dist_utils.per_rank_batch(config.batch_size, world)
     augment_config = AugmentConfig(config.crop_size, config.flip, config.pca_lighting,
                                    config.normalization,
-                                   resized_crop_scale=config.resized_crop_scale)
+                                   resized_crop_scale=config.resized_crop_scale,
+                                   lighting_units=config.lighting_units)
     augment = TrainAugment(train_store.stats, augment_config)
     center = EvalTransform.from_stats(train_store.stats, augment_config, "center")
     # One reader thread keeps up on a CPU (a batch is read and augmented in ~1/20 of a step),
@@ -223,6 +226,8 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
         # ---- 5. the epochs -----------------------------------------------------------------
         while epoch < config.epochs and status == "finished":
             train_loader.set_epoch(epoch)
+            if config.lighting_epochs:  # the 2012 code's colour noise off in low-rate phases
+                augment.set_lighting_std(lighting_at(config, epoch + 1))
             totals = _EpochTotals.from_state(epoch_totals, device, train_loader)
             epoch_totals = None
             console.start_epoch(epoch + 1, config.epochs, steps_per_epoch, train_loader.position)
@@ -234,7 +239,7 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
                     x.mul_(input_scale)
                 lr = schedule.at(step)
                 for group in optimizer.param_groups:
-                    group["lr"] = lr * group["lr_scale"]
+                    group["lr"] = schedule.group_lr(group, lr, step)
                 loss, logits = train_step(x, labels)
                 step += 1
                 totals.add(loss, logits, labels)
@@ -394,19 +399,10 @@ def _build_model(config: TrainConfig, store: ImageStore,
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD (§5). Weight decay on weights, not biases (cuda-convnet's wc applies to weights);
     ``layer_weight_decay`` overrides it by parameter-name prefix; biases may train faster."""
-    groups: dict[tuple[float, float], list[nn.Parameter]] = {}
     named = getattr(model, "grouped_named_parameters", unwrap(model).named_parameters)
-    for name, parameter in named():
-        is_bias = parameter.dim() == 1
-        decay = 0.0 if is_bias else config.weight_decay
-        for prefix, value in config.layer_weight_decay.items():
-            if name.startswith(prefix):
-                decay = value
-        lr_scale = config.bias_lr_factor if is_bias else 1.0
-        groups.setdefault((decay, lr_scale), []).append(parameter)
-    param_groups = [{"params": params, "weight_decay": decay, "lr_scale": lr_scale}
-                    for (decay, lr_scale), params in groups.items()]
-    return sgd(param_groups, lr=config.lr, momentum=config.momentum, nesterov=config.nesterov)
+    param_groups = parameter_groups(named(), config)
+    return make_optimizer(param_groups, config.update_rule, config.lr, config.momentum,
+                          config.nesterov)
 
 
 class _EpochTotals:

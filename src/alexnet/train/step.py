@@ -70,6 +70,54 @@ def sgd(param_groups: list[dict[str, Any]], **options: Any) -> torch.optim.SGD:
     return torch.optim.SGD(groups, **options)
 
 
+class CudaConvnetSGD(torch.optim.Optimizer):
+    """The 2012 code's momentum update (src/weights.cu ``Weights::update``), in torch's signs:
+
+        inc <- momentum * inc - lr * (grad + weight_decay * w);   w <- w + inc
+
+    (weights.cu: ``inc = mom * inc + eps * grad`` on the ascent direction, then
+    ``inc -= wc * eps * w``, then ``w += inc``). At a constant rate this is torch.optim.SGD
+    exactly (inc = -lr * momentum_buffer); they differ after a rate change: here the
+    velocity keeps the old rate and fades (x0.9 a step), torch rescales it to the new rate at
+    once. A group with lr 0 is not updated at all, as weights.cu skips layers whose base
+    rate is 0 (conv1 frozen, weight decay included).
+    """
+
+    def __init__(self, params: Any, lr: float = 0.01, momentum: float = 0.9,
+                 weight_decay: float = 0.0) -> None:
+        super().__init__(params, {"lr": lr, "momentum": momentum, "weight_decay": weight_decay})
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> None:  # type: ignore[override]
+        if closure is not None:
+            raise AlexNetError("CudaConvnetSGD takes no closure")
+        for group in self.param_groups:
+            lr, decay = group["lr"], group["weight_decay"]
+            params = [p for p in group["params"] if p.grad is not None]
+            if lr == 0 or not params:
+                continue
+            incs = []
+            for p in params:
+                state = self.state[p]
+                if "increment" not in state:
+                    state["increment"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                incs.append(state["increment"])
+            grads = [p.grad for p in params]
+            torch._foreach_mul_(incs, group["momentum"])
+            torch._foreach_add_(incs, grads, alpha=-lr)
+            if decay:
+                torch._foreach_add_(incs, params, alpha=-lr * decay)
+            torch._foreach_add_(params, incs)
+
+
+def make_optimizer(param_groups: list[dict[str, Any]], update_rule: str, lr: float,
+                   momentum: float, nesterov: bool = False) -> torch.optim.Optimizer:
+    """torch's SGD (fused where it can be) or the 2012 code's update (``cuda_convnet``)."""
+    if update_rule == "cuda_convnet":
+        return CudaConvnetSGD([dict(group) for group in param_groups], lr=lr, momentum=momentum)
+    return sgd(param_groups, lr=lr, momentum=momentum, nesterov=nesterov)
+
+
 def _fused_kernel_for(groups: list[dict[str, Any]]) -> bool:
     # torch checks the devices only at the first step(), so decide here instead of failing there
     supported = getattr(torch.utils._foreach_utils, "_get_fused_kernels_supported_devices", None)

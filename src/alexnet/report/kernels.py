@@ -1,0 +1,78 @@
+"""Two numbers for Fig. 3: are the first-layer kernels learned structure, and is one tower
+colour-agnostic while the other is colour-specific (§6.1)?
+
+- ``adjacent_correlation``: the Pearson correlation of horizontally and of vertically
+  adjacent weights within each kernel (over its three colour planes), the two averaged,
+  then averaged over the kernels. Independent random weights give about 0; the smooth
+  Gabor-like and colour-blob kernels of Fig. 3 give a large positive value.
+- ``colour_specificity``: how much of a kernel is colour rather than grey. Per kernel, the
+  root-mean-square deviation of its R, G, B weights from their mean at each pixel (the
+  spread across RGB) over the root-mean-square deviation of all its weights from the kernel
+  mean (the kernel's spread), averaged over the kernels: 0 for a grey kernel (the same
+  pattern in R, G and B), sqrt(2/3) ~ 0.82 for independent random weights, up to 1 for a
+  kernel whose colour planes cancel (an opponent-colour blob).
+
+Both take conv weights (K, 3, h, w); the towers are the first and second halves of K, as
+conv2 reads them (§3.2).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def _pair_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per kernel (K, n) x (K, n) -> (K,): Pearson correlation of the paired values."""
+    a = a - a.mean(1, keepdim=True)
+    b = b - b.mean(1, keepdim=True)
+    denominator = (a.pow(2).sum(1) * b.pow(2).sum(1)).sqrt().clamp_min(1e-30)
+    return (a * b).sum(1) / denominator
+
+
+def adjacent_correlation(weight: torch.Tensor) -> float:
+    """Mean over kernels of (horizontal + vertical adjacent-weight correlation) / 2."""
+    w = weight.detach().double()  # (K, C, h, w)
+    kernels = w.shape[0]
+    horizontal = _pair_correlation(w[..., :, :-1].reshape(kernels, -1),
+                                   w[..., :, 1:].reshape(kernels, -1))
+    vertical = _pair_correlation(w[..., :-1, :].reshape(kernels, -1),
+                                 w[..., 1:, :].reshape(kernels, -1))
+    return float(((horizontal + vertical) / 2).mean())
+
+
+def colour_specificity(weight: torch.Tensor) -> float:
+    """Mean over kernels of rms(RGB spread at each pixel) / rms(spread of the kernel)."""
+    w = weight.detach().double()  # (K, 3, h, w)
+    colour = w - w.mean(1, keepdim=True)  # deviation from the grey value at each pixel
+    whole = w - w.mean((1, 2, 3), keepdim=True)
+    ratio = colour.pow(2).sum((1, 2, 3)).sqrt() / whole.pow(2).sum((1, 2, 3)).sqrt().clamp_min(1e-30)
+    return float(ratio.mean())
+
+
+def conv1_weight(model: nn.Module) -> torch.Tensor:
+    """The first convolution's weight (K, 3, h, w) of any of our models."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            return module.weight
+    raise ValueError("the model has no convolution")
+
+
+def kernel_measures(weight: torch.Tensor, towers: int = 1,
+                    initial: torch.Tensor | None = None) -> dict[str, Any]:
+    """Both measures of ``weight``, over all kernels and per tower, and (if given) of the
+    ``initial`` weights the run started from."""
+    halves = torch.chunk(weight, towers, dim=0)
+    result: dict[str, Any] = {
+        "adjacent_correlation": adjacent_correlation(weight),
+        "colour_specificity": colour_specificity(weight),
+        "towers": [{"tower": t + 1, "kernels": len(h),
+                    "adjacent_correlation": adjacent_correlation(h),
+                    "colour_specificity": colour_specificity(h)} for t, h in enumerate(halves)],
+    }
+    if initial is not None:
+        result["initial"] = {"adjacent_correlation": adjacent_correlation(initial),
+                             "colour_specificity": colour_specificity(initial)}
+    return result
