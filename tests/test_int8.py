@@ -128,3 +128,14 @@ def test_export_refuses_a_model_it_cannot_quantise(setup: dict[str, Path], tmp_p
         quantize_model(load_models([outlier])[0], tmp_path / "outlier.int8.onnx", config)
     assert "of 32 held-out images" in str(raised.value) and "\n" not in str(raised.value)
     assert not (tmp_path / "outlier.int8.onnx").exists()
+
+
+def test_bench_evaluate_measures_both_on_real_data(setup: dict[str, Path],
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench", "evaluate", "--checkpoint", str(setup["checkpoint"]), "--int8-model",
+                 str(setup["int8"]), "--data", str(setup["data"]), "--rounds", "1",
+                 "--latency-repeats", "2", "--batch-size", "20"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "40 images (center), batch 20" in lines[0] and len(lines) == 3
+    assert lines[1].lstrip().startswith("best.pt (") and "batch 1:" in lines[1]
+    assert lines[2].lstrip().startswith("best.int8.onnx (int8)") and "x the images/s" in lines[2]

@@ -170,8 +170,9 @@ def _quantizable(model: nn.Module) -> int:
 
 
 def quantize_model(loaded: LoadedModel, out: str | os.PathLike[str] | None = None,
-                   config: QuantizeConfig | None = None) -> QuantizeResult:
-    """Write the int8 ONNX graph of ``loaded`` (default: beside the checkpoint, ``*.int8.onnx``)."""
+                   config: QuantizeConfig | None = None, source: ImageSource | None = None) -> QuantizeResult:
+    """Write the int8 ONNX graph of ``loaded`` (default: beside the checkpoint, ``*.int8.onnx``),
+    calibrated on ``source`` when given (e.g. in-memory images), else on ``config.calibration``."""
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -191,8 +192,11 @@ def quantize_model(loaded: LoadedModel, out: str | os.PathLike[str] | None = Non
         raise AlexNetError(f"--out {path} is a folder; give a file name (e.g. {path}/model{INT8_SUFFIX})")
     start = time.perf_counter()
     scorer = ScoringModel(loaded, torch.device("cpu"), "fp32")
-    data, split = calibration_data(loaded, config)
-    source = open_calibration(data, split, scorer.image_size)
+    if source is None:
+        data, split = calibration_data(loaded, config)
+        source = open_calibration(data, split, scorer.image_size)
+    else:
+        data, split = source.name, config.split
     # calibration and check images: disjoint, each taking the classes in turn
     order = spread_indices(source.labels, config.images + config.check_images)
     calibration = source.subset(order[:config.images])

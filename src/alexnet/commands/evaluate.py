@@ -311,6 +311,17 @@ def _bench_evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=2, help="timed batches per variant per round")
+    parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
+                        help="also the int8 ONNX graph of each model (CPU; alexnet export --int8)")
+    parser.add_argument("--latency-repeats", type=int, default=20,
+                        help="batch-1 calls timed per candidate (what predict on one photo costs); 0: none")
+    parser.add_argument("--checkpoint", default=None, metavar="CKPT",
+                        help="a trained model instead: top-1 and images/s of alexnet evaluate on --data")
+    parser.add_argument("--int8-model", default=None, metavar="FILE",
+                        help="with --checkpoint: its int8 graph (default: quantised on its training data)")
+    parser.add_argument("--data", default=None, metavar="DIR", help="with --checkpoint: store or image folder")
+    parser.add_argument("--split", default="val")
+    parser.add_argument("--limit", type=int, default=None, help="with --checkpoint: only the first N images")
 
 
 @_bench_evaluate_args
@@ -320,6 +331,8 @@ def _bench_evaluate(args: argparse.Namespace) -> int:
     if min(args.batch_size, args.rounds, args.batches) < 1:
         raise AlexNetError("--batch-size, --rounds and --batches must be positive")
     config = EvalBenchConfig(tuple(m.strip() for m in args.models.split(",") if m.strip()), args.batch_size,
-                             args.views, args.device, args.precision, args.rounds, args.batches)
+                             args.views, args.device, args.precision, args.rounds, args.batches,
+                             int8=args.int8, latency_repeats=args.latency_repeats, checkpoint=args.checkpoint,
+                             data=args.data, split=args.split, limit=args.limit, int8_model=args.int8_model)
     print(run_eval_bench(config).summary())
     return 0
