@@ -2,17 +2,21 @@
 
 Scales, shared by the experiments below:
 
-- ``small``: a 2-core CPU, at most 30 minutes per experiment. The CIFAR-10 claims (Fig. 1,
-  §3.3's 13% -> 11%, the 18% net) use CIFAR-10 at 32 px with Krizhevsky's own nets; the
-  ImageNet claims use alexnet2012 at half width on Imagenette prepared at 72 px with 64 px
-  crops (the smallest input alexnet2012 takes: pool5 needs 3x3 maps), the paper's recipe
-  otherwise (the ``imagenette`` preset). Epochs are sized from throughput probes on a quiet
-  2-core machine (``alexnet train`` with these settings: ~750 training images/s, ~15 s per
-  Imagenette epoch with validation; cifar_18pct ~2,400 images/s, ~23 s per CIFAR-10 epoch)
-  with room for a shared machine: 15 epochs for two arms, 8 for depth's five and the
-  ensemble's three seeds, 20 for ten-crop's single run, 25 per arm for lrn and 55 for
-  cifar10-18pct (the recipe's 140 would take about an hour). Effects measured on 10 classes and
-  tiny images need not have the paper's size; the verdict says when they cannot be resolved.
+- ``small``: a 2-core CPU, at most about 90 minutes per experiment, each claim in the regime
+  its mechanism needs (docs/experiments.md, "The regime each claim is about"): dropout,
+  PCA lighting and depth train as long as their baseline takes to stop improving
+  (``Plateau``), relu-vs-tanh until 25% training error with each activation's own lr
+  (``UntilTrainError``, ``Sweep``), lrn on cuda-convnet's conv-local net (24 px crops). The
+  CIFAR-10 claims (Fig. 1, §3.3's 13% -> 11%, the 18% net) use CIFAR-10 at 32 px with
+  Krizhevsky's own nets; the ImageNet claims use alexnet2012 at half width on Imagenette
+  prepared at 72 px with 64 px crops (the smallest input alexnet2012 takes: pool5 needs 3x3
+  maps), the paper's recipe otherwise (the ``imagenette`` preset). Fixed epoch counts were
+  sized from throughput probes on a quiet 2-core machine (``alexnet train`` with these
+  settings: ~750 training images/s, ~15 s per Imagenette epoch with validation; cifar_18pct
+  ~2,400 images/s, ~23 s per CIFAR-10 epoch): 15 epochs for two arms, 8 for the ensemble's
+  three seeds, 20 for ten-crop's single run, 55 for cifar10-18pct (the recipe's 140 would
+  take about an hour). Effects measured on 10 classes and tiny images need not have the
+  paper's size; the verdict says when they cannot be resolved.
 - ``paper``: the ImageNet-sized run for a GPU machine: the ``paper`` preset (alexnet2012,
   256 px / 224 crops, §5's recipe, 90 epochs) on ILSVRC-2012; pass ``--data``.
 - ``test``: a few steps on a handful of images, for the test suite only.

@@ -3,7 +3,7 @@
 An ``Experiment`` names the claim (text, section, the paper's numbers), the ``Variant``s to
 train (TrainConfig overrides, model options under ``model_options``), the ``Comparison``s
 between them (the effect the paper reports, in the metric's units) and one ``Scale`` per
-size: ``small`` runs on a 2-core CPU in at most 30 minutes, ``paper`` is the ImageNet-sized
+size: ``small`` runs on a 2-core CPU in at most about 90 minutes, ``paper`` is the ImageNet-sized
 definition for a GPU machine, ``test`` is a few steps on a handful of images for the tests.
 
 Configs are built with ``resolve_config(scale.preset, scale.overrides | variant.overrides)``,
