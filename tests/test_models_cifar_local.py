@@ -146,3 +146,12 @@ def test_a_wrong_input_size_is_a_one_line_error() -> None:
     with pytest.raises(AlexNetError, match="built for 6x6 maps got"):
         model(torch.randn(1, 3, 32, 32))
     assert create_model("cifar_conv_local", input_size=32)(torch.randn(1, 3, 32, 32)).shape == (1, 10)
+
+
+def test_alexnet_info_counts_the_local_layers() -> None:
+    from alexnet.models.info import layer_table
+
+    rows = {row.name: row for row in layer_table("cifar_conv_local")}
+    # a local layer does a convolution's work: positions x filters x (channels x 3 x 3)
+    assert rows["local3"].mult_adds == 36 * 32 * 64 * 9 and rows["local4"].mult_adds == 36 * 32 * 32 * 9
+    assert rows["local3"].source == "cuda-convnet type=local" and rows["local3"].output_shape == (32, 6, 6)

@@ -9,9 +9,12 @@ from torch import nn
 
 from alexnet.models.alexnet2012 import PAPER_SECTIONS as SECTIONS_2012
 from alexnet.models.cifar import PAPER_SECTIONS as SECTIONS_CIFAR
+from alexnet.models.cifar_local import PAPER_SECTIONS as SECTIONS_LOCAL
+from alexnet.models.cifar_local import LocallyConnected2d
 from alexnet.models.registry import MODELS, check_input_size, create_model
 
-_SECTIONS = {"alexnet2012": SECTIONS_2012, "alexnet2014": SECTIONS_2012}
+_SECTIONS = {"alexnet2012": SECTIONS_2012, "alexnet2014": SECTIONS_2012,
+             "cifar_conv_local": SECTIONS_LOCAL}
 
 
 @dataclass
@@ -39,6 +42,8 @@ def mult_adds(module: nn.Module, output: torch.Tensor) -> int:
         return output[0].numel() * per_output
     if isinstance(module, nn.Linear):
         return module.in_features * module.out_features
+    if isinstance(module, LocallyConnected2d):  # as a convolution, with unshared weights
+        return output[0].numel() * module.fan_in
     return 0
 
 
