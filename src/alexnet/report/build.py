@@ -33,6 +33,7 @@ from alexnet.machine import cpu_name
 from alexnet.outputs import write_json
 from alexnet.report import figures
 from alexnet.report.html import FigureRef, Page, Table, write_page
+from alexnet.report.kernels import conv1_weight, initial_conv1, kernel_measures, measures_table_rows
 from alexnet.scoring import LoadedModel, ScoringModel, load_models, resolve_device
 
 
@@ -238,9 +239,23 @@ def build_report(run_dir: str | os.PathLike[str], options: ReportOptions | None 
     else:
         loaded = load_models([checkpoint])[0]
         scorer = ScoringModel(loaded, device, options.precision)
+        # Fig. 3's two observations as numbers (report/kernels.py), beside the same seed's init
+        initial = initial_conv1(loaded.info.model_name, loaded.info.model_options, config)
+        measures = kernel_measures(conv1_weight(loaded.model), int(getattr(loaded.model, "towers", 1)),
+                                   initial)
+        payload["conv1_kernels"] = measures
         page.figures.insert(0, FigureRef("First-layer kernels (Fig. 3)",
-                                         figures.conv1_kernels(scorer.model, figures_dir / "conv1_kernels.png"),
+                                         figures.conv1_kernels(scorer.model, figures_dir / "conv1_kernels.png",
+                                                               initial=initial),
                                          f"conv1 of {checkpoint.name}, each kernel scaled to its own range."))
+        page.results.append(Table(
+            "First-layer kernels (Fig. 3)", ["kernels", "count", "adjacent-weight correlation",
+                                             "colour specificity"], measures_table_rows(measures),
+            note="Adjacent-weight correlation: mean correlation of horizontally and vertically "
+                 "adjacent weights in a kernel (random: ~0; smooth Fig. 3-like filters: large). "
+                 "Colour specificity: spread across R, G, B at each pixel relative to the "
+                 "kernel's spread (grey: 0, random: ~0.82); §6.1: one tower colour-agnostic, "
+                 "the other colour-specific.", id="conv1-kernels"))
         data = options.data or data_from_config(config)
         if data is None or not Path(data).exists():
             page.notes.append(f"Data not found ({data or 'no data path in config.json'}): pass --data to "

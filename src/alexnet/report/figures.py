@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from alexnet.outputs import save_figure
+from alexnet.report.kernels import adjacent_correlation, colour_specificity
 
 TRUE_COLOR = "#d62728"  # the true class's bar, as the paper's red bars in Fig. 4
 OTHER_COLOR = "#1f77b4"
@@ -49,8 +50,11 @@ def kernel_grid(weights: torch.Tensor, columns: int = 8, pad: int = 1) -> np.nda
     return grid
 
 
-def conv1_kernels(model: nn.Module, path: str | os.PathLike[str], towers: int | None = None) -> Path:
-    """Fig. 3: the first layer's kernels, one grid per tower.
+def conv1_kernels(model: nn.Module, path: str | os.PathLike[str], towers: int | None = None,
+                  initial: torch.Tensor | None = None) -> Path:
+    """Fig. 3: the first layer's kernels, one grid per tower, each titled with its
+    adjacent-weight correlation and colour specificity (report/kernels.py), and the
+    correlation of the ``initial`` weights (the same seed's init) in the heading.
 
     In the two-tower network conv2 reads the first half of conv1's kernel maps on one GPU
     and the second half on the other (§3.2), so those halves are the towers' kernels.
@@ -67,10 +71,15 @@ def conv1_kernels(model: nn.Module, path: str | os.PathLike[str], towers: int | 
         axis = figure.add_subplot(1, towers, t + 1)
         axis.imshow(grid, interpolation="nearest")
         title = f"tower {t + 1} ({len(weights)} kernels)" if towers > 1 else f"{len(weights)} kernels"
-        axis.set_title(title, fontsize=10)
+        title += (f"\nadjacent-weight corr. {adjacent_correlation(weights):.2f}, "
+                  f"colour spec. {colour_specificity(weights):.2f}")
+        axis.set_title(title, fontsize=9)
         axis.axis("off")
     shape = "x".join(str(s) for s in conv1.weight.shape[1:])
-    figure.suptitle(f"conv1 kernels ({shape}), cf. Fig. 3", fontsize=11)
+    heading = f"conv1 kernels ({shape}), cf. Fig. 3"
+    if initial is not None:
+        heading += f"; at init: corr. {adjacent_correlation(initial):.2f}"
+    figure.suptitle(heading, fontsize=11)
     return _save(figure, path)
 
 

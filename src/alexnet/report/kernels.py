@@ -23,6 +23,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from alexnet.models import create_model
+
 
 def _pair_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per kernel (K, n) x (K, n) -> (K,): Pearson correlation of the paired values."""
@@ -76,3 +78,34 @@ def kernel_measures(weight: torch.Tensor, towers: int = 1,
         result["initial"] = {"adjacent_correlation": adjacent_correlation(initial),
                              "colour_specificity": colour_specificity(initial)}
     return result
+
+
+def initial_conv1(model_name: str, model_options: dict[str, Any], config: dict[str, Any]
+                  ) -> torch.Tensor | None:
+    """conv1 as the run started: the model rebuilt from its options and the run's seed, in
+    the order the training loop builds it (``torch.manual_seed(seed)``, then
+    ``create_model``). None when the run started from other weights (init_from / weights)
+    or its config.json has no seed."""
+    if config.get("init_from") or config.get("weights") or "seed" not in config:
+        return None
+    state = torch.random.get_rng_state()
+    try:
+        torch.manual_seed(int(config["seed"]))
+        model = create_model(model_name, **model_options)
+    finally:
+        torch.random.set_rng_state(state)
+    return conv1_weight(model).detach()
+
+
+def measures_table_rows(measures: dict[str, Any]) -> list[list[str]]:
+    """Rows (what, kernels, adjacent-weight correlation, colour specificity) for the page."""
+    rows = [["all kernels", str(sum(t["kernels"] for t in measures["towers"])),
+             f"{measures['adjacent_correlation']:.3f}", f"{measures['colour_specificity']:.3f}"]]
+    if len(measures["towers"]) > 1:
+        rows += [[f"tower {t['tower']}", str(t["kernels"]), f"{t['adjacent_correlation']:.3f}",
+                  f"{t['colour_specificity']:.3f}"] for t in measures["towers"]]
+    initial = measures.get("initial")
+    if initial is not None:
+        rows.append(["at initialisation (same seed)", rows[0][1],
+                     f"{initial['adjacent_correlation']:.3f}", f"{initial['colour_specificity']:.3f}"])
+    return rows
