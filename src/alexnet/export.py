@@ -33,6 +33,7 @@ from torch import nn
 from alexnet.checkpoint import Checkpoint
 from alexnet.errors import AlexNetError, unknown_choice
 from alexnet.models import create_model
+from alexnet.outputs import atomic_write, check_output_file
 from alexnet.scoring import LoadedModel
 
 SUFFIXES = {"onnx": ".onnx", "safetensors": ".safetensors", "torchscript": ".torchscript.pt"}
@@ -83,13 +84,18 @@ def export_model(loaded: LoadedModel, fmt: str, out: str | os.PathLike[str] | No
     if fmt not in EXPORTERS:
         raise unknown_choice("export format", fmt, FORMATS)
     path = Path(out) if out is not None else default_path(loaded, fmt)
-    if path.is_dir():
-        raise AlexNetError(f"--out {path} is a folder; give a file name (e.g. {path}/model{SUFFIXES[fmt]})")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    # before the export: never over the checkpoint it reads (also not through a hard link)
+    inputs = [loaded.info.path]
+    check_output_file(path, inputs=inputs, flag="--out")
     model = loaded.model.eval().float()
     start = time.perf_counter()
-    difference = EXPORTERS[fmt](model, loaded.info, path, check)
-    return ExportResult(path, fmt, difference, time.perf_counter() - start)
+    difference: list[float | None] = []
+
+    def write(temporary: Path) -> None:  # written and checked under a temporary name
+        difference.append(EXPORTERS[fmt](model, loaded.info, temporary, check))
+
+    atomic_write(path, write, inputs=inputs, flag="--out")
+    return ExportResult(path, fmt, difference[0], time.perf_counter() - start)
 
 
 def _export_onnx(model: nn.Module, info: Checkpoint, path: Path, check: bool) -> float | None:

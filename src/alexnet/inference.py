@@ -82,6 +82,21 @@ def feature_module(model: nn.Module, layer: str) -> nn.Module:
     raise AlexNetError(f"unknown layer {layer!r}; valid: {', '.join(layers)}{note}")
 
 
+def default_feature_layer(model: nn.Module) -> str:
+    """The layer whose activations serve as image features when none is named: ``fc7``
+    (the last 4096-d hidden layer, §6.1) where the network has one, else the layer that
+    feeds its final classifier (cuda-convnet's CIFAR nets: ``pool3`` or ``relu4``)."""
+    layers = list(model.named_layers())  # type: ignore[operator]
+    names = [name for name, _ in layers]
+    if "fc7" in names:
+        return "fc7"
+    last_linear = max((i for i, (_, m) in enumerate(layers) if isinstance(m, nn.Linear)), default=len(layers))
+    for name, module in reversed(layers[:last_linear]):
+        if not isinstance(module, nn.Flatten | nn.Dropout):
+            return name
+    return names[-1]
+
+
 @dataclass
 class Features:
     """Activations of one layer for a set of images, saved as ``.npz``."""
@@ -101,7 +116,12 @@ class Features:
         arrays = dict(features=self.features, labels=self.labels, files=np.array(self.files),
                       classes=np.array(self.classes), class_names=np.array(self.class_names),
                       layer=np.array(self.layer), model=np.array(self.model), indices=self.indices)
-        return atomic_write(path, lambda temporary: np.savez(temporary, **arrays), inputs=inputs, flag="--out")
+
+        def write(temporary: Path) -> None:
+            with temporary.open("wb") as f:  # a file, so that numpy adds no ".npz" to the name
+                np.savez(f, **arrays)
+
+        return atomic_write(path, write, inputs=inputs, flag="--out")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Features:
@@ -114,16 +134,18 @@ class Features:
 def extract_features(
     loaded: LoadedModel,
     source: ImageSource,
-    layer: str = "fc7",
+    layer: str | None = "fc7",
     batch_size: int = 128,
     device: str = "auto",
     precision: str = "auto",
     limit: int | None = None,
     progress: bool = True,
 ) -> Features:
-    """``layer``'s activations (flattened) for the centre view of every image of ``source``."""
+    """``layer``'s activations (flattened) for the centre view of every image of ``source``
+    (``None``: ``default_feature_layer``)."""
     check_positive(batch_size=batch_size, limit=limit)
     scorer = ScoringModel(loaded, resolve_device(device), precision)
+    layer = layer or default_feature_layer(scorer.model)
     module = feature_module(scorer.model, layer)
     captured: list[torch.Tensor] = []
     hook = module.register_forward_hook(

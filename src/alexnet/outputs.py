@@ -1,7 +1,7 @@
 """Every file the package writes for a user goes through here: one atomic write, checked.
 
 - ``atomic_write(path, write)``: ``write`` fills a temporary file in the destination's
-  folder (same file system, a name starting with "." and containing ".tmp"), which is then
+  folder (same file system, named ``.NAME.RANDOM.tmp``), which is then
   flushed, fsync'ed and renamed over ``path``, and the folder fsync'ed. A reader, or a
   process killed at any moment, sees the old file or the new one, never half of one. The
   rename replaces the directory entry only: another hard link to the old file (the run
@@ -67,7 +67,7 @@ def describe_os_error(error: OSError, path: PathLike, flag: str | None = None) -
 
 
 def _is_temporary(name: object) -> bool:
-    return isinstance(name, str | os.PathLike) and Path(name).name.startswith(".") and ".tmp" in Path(name).name
+    return isinstance(name, str | os.PathLike) and Path(name).name.startswith(".") and Path(name).name.endswith(".tmp")
 
 
 def same_file(a: PathLike, b: PathLike) -> bool:
@@ -171,7 +171,8 @@ def _concerns(error: OSError, root: Path) -> bool:
         return False
     name = Path(os.path.abspath(error.filename))
     top = Path(os.path.abspath(root))
-    return name == top or top in name.parents or name in top.parents
+    beside = name.parent == top.parent and _is_temporary(name)  # the write's temporary file
+    return name == top or beside or top in name.parents or name in top.parents
 
 
 def writes_into(argument: str) -> Callable[[F], F]:
@@ -200,14 +201,16 @@ def atomic_write(path: PathLike, write: Callable[[Path], object], *,
                  inputs: Iterable[PathLike | None] = (), flag: str | None = None) -> Path:
     """Call ``write(temporary_path)``, then fsync and rename the result over ``path``.
 
-    The temporary file ends with ``path``'s own suffix (numpy, matplotlib and onnx decide
-    by it). On any error, or a KeyboardInterrupt, the temporary file is removed and ``path``
-    is as it was.
+    The temporary file is ``.NAME.RANDOM.tmp`` beside ``path`` (what ``--fresh`` and the
+    run-folder check recognise as ours); writers that decide the format by the file's
+    ending are given it explicitly (``save_figure``) or write into an open file (numpy). On
+    any error, or a KeyboardInterrupt, the temporary file is removed and ``path`` is as it
+    was.
     """
     path = check_output_file(path, inputs=inputs, flag=flag)
     with output_errors(path, flag):
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         os.close(fd)
         temporary = Path(name)
         try:

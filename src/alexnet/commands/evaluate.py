@@ -152,7 +152,9 @@ def _features_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoints", nargs="*", metavar="CKPT", help="one checkpoint")
     _model_arguments(parser, several=False)
     _data_arguments(parser)
-    parser.add_argument("--layer", default="fc7", help="conv1..conv5, fc6, fc7 (after ReLU), fc8, pool5, ...")
+    parser.add_argument("--layer", default=None, help="conv1..conv5, fc6, fc7 (after ReLU), fc8, pool5, ... "
+                                                      "(default: fc7, or the layer feeding the classifier "
+                                                      "of a net without one)")
     parser.add_argument("--out", required=True, metavar="FILE.npz")
     _run_arguments(parser)
 
@@ -167,7 +169,7 @@ def _features(args: argparse.Namespace) -> int:
     features = extract_features(models[0], _open(args, models), args.layer, args.batch_size,
                                 args.device, args.precision, args.limit, progress=not args.no_progress)
     path = features.save(args.out, inputs=_inputs(args))
-    print(f"wrote {path}: {features.features.shape[0]} x {features.features.shape[1]} {args.layer} features")
+    print(f"wrote {path}: {features.features.shape[0]} x {features.features.shape[1]} {features.layer} features")
     return 0
 
 
@@ -188,7 +190,8 @@ def _neighbors_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--queries", type=int, default=8, help="query images from the query split, classes in turn")
     parser.add_argument("--query", nargs="+", default=None, metavar="IMAGE", help="query image files instead")
     parser.add_argument("--k", type=int, default=6, help="neighbours per query")
-    parser.add_argument("--layer", default="fc7")
+    parser.add_argument("--layer", default=None, help="default: fc7, or the layer feeding the "
+                                                      "classifier of a net without one")
     parser.add_argument("--code-bits", type=int, default=64,
                         help="train an auto-encoder to BITS-bit codes and measure their recall (0: off)")
     parser.add_argument("--code-steps", type=int, default=400, help="auto-encoder training steps")
@@ -227,6 +230,11 @@ def _neighbors(args: argparse.Namespace) -> int:
         shown_source = query_source.subset(spread_indices(query_source.labels, args.queries))
     try:
         queries = extract_features(models[0], shown_source, **options)
+    except AlexNetError:
+        if args.query is None:
+            raise
+        raise AlexNetError(f"none of the {len(args.query)} --query files can be read (each is "
+                           "listed above with its reason)") from None
     finally:  # every unreadable query file is named, not only the first
         _report_skipped(shown_source.skipped)
     result = find_neighbors(gallery, queries, args.k)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 from alexnet.cli import command
-from alexnet.errors import AlexNetError
 
 
 @command("report", "evaluate a run's best checkpoint, draw Fig. 3 / Fig. 4 / curves, write report.html")
@@ -20,6 +19,9 @@ def _report_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--k", type=int, default=6, help="neighbours per row")
     parser.add_argument("--gallery-limit", type=int, default=3000,
                         help="training images searched, classes in turn (0: all)")
+    parser.add_argument("--layer", default=None,
+                        help="features for the neighbour figure and codes (default: fc7, or the "
+                             "layer feeding the classifier of a net without one, e.g. pool3)")
     parser.add_argument("--code-bits", type=int, default=64, help="binary-code length (0: no codes)")
     parser.add_argument("--code-steps", type=int, default=400, help="auto-encoder training steps")
     parser.add_argument("--ten-crop", action="store_true", help="also evaluate the 10 patches (10x time)")
@@ -36,15 +38,13 @@ def _report_args(parser: argparse.ArgumentParser) -> None:
 def _report(args: argparse.Namespace) -> int:
     from alexnet.report import ReportOptions, build_report
 
-    for name in ("samples", "queries", "k"):
-        if getattr(args, name) < 1:
-            raise AlexNetError(f"--{name} must be positive, got {getattr(args, name)}")
-    options = ReportOptions(
+    options = ReportOptions(  # checks its own values (one-line errors, as from a notebook)
         data=args.data, checkpoint=args.checkpoint, split=args.split, gallery_split=args.gallery_split,
         samples=args.samples, queries=args.queries, k=args.k,
         gallery_limit=args.gallery_limit or None, code_bits=args.code_bits, code_steps=args.code_steps,
         ten_crop=args.ten_crop, eval_limit=args.limit, batch_size=args.batch_size, device=args.device,
         precision=args.precision, embed_images=args.embed_images, progress=not args.no_progress,
+        layer=args.layer,
     )
     print(build_report(args.run_dir, options))
     return 0

@@ -52,6 +52,7 @@ from alexnet.data.store import (
     read_manifest_unchecked,
 )
 from alexnet.errors import AlexNetError
+from alexnet.outputs import write_text, writes_into
 
 STATS_SPLIT = "train"  # §2: the mean "over the training set"
 CHECKPOINT_SECONDS = 5.0
@@ -119,6 +120,7 @@ class PrepareReport:
         return "\n".join(lines)
 
 
+@writes_into("dest")  # a full, read-only or unmakeable DEST: a one-line error
 def prepare(
     src: str | os.PathLike[str],
     dest: str | os.PathLike[str],
@@ -353,9 +355,7 @@ def _read_skipped(split_dir: Path) -> list[tuple[str, str]]:
 
 
 def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    write_text(path, text)
 
 
 def _now() -> str:

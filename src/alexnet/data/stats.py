@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet.outputs import atomic_write
+
 STAT_NAMES = ("mean_image", "channel_mean", "channel_std", "rgb_covariance", "pca_eigval",
               "pca_eigvec")
 _GROUP = 16  # images per float64 product block: (16 * S * S, 3) float64 is 25 MB at S=256
@@ -101,6 +103,8 @@ def compute_stats(images: np.ndarray, chunk: int = 256) -> dict[str, np.ndarray]
 
 
 def save_stats(path: Path, stats: dict[str, np.ndarray], count: int) -> None:
-    tmp = path.with_name(path.name + ".partial.npz")
-    np.savez(tmp, count=np.asarray(count, np.int64), **stats)
-    tmp.replace(path)
+    def write(temporary: Path) -> None:
+        with temporary.open("wb") as f:  # a file, so that numpy adds no ".npz" to the name
+            np.savez(f, count=np.asarray(count, np.int64), **stats)
+
+    atomic_write(path, write)

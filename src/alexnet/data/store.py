@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from alexnet.data.stats import STAT_NAMES
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, short_reason
 
 FORMAT = "alexnet-store/1"
 MANIFEST = "manifest.json"
@@ -192,7 +192,12 @@ def open_store(root: str | os.PathLike[str], split: str = "train", *,
             f"it has: {available}"
         raise AlexNetError(f"split {split!r} not in store {root}; {why}")
     info = splits[split]
-    count, size = int(info["count"]), int(manifest["image_size"])
+    try:
+        count, size = int(info["count"]), int(manifest["image_size"])
+        classes = len(manifest["classes"])
+    except (KeyError, TypeError, ValueError) as error:
+        raise AlexNetError(f"{root / MANIFEST} lacks a valid {short_reason(error)} entry: the store is "
+                           "damaged; prepare it again with alexnet prepare --overwrite") from error
     images_path = root / split / "images.u8"
     expected = count * size * size * 3
     actual = images_path.stat().st_size if images_path.is_file() else -1
@@ -204,10 +209,20 @@ def open_store(root: str | os.PathLike[str], split: str = "train", *,
         images = np.zeros((0, size, size, 3), np.uint8)
     else:
         images = np.memmap(images_path, dtype=np.uint8, mode="r", shape=(count, size, size, 3))
-    labels = np.load(root / split / "labels.npy")
+    labels_path = root / split / "labels.npy"
+    try:
+        labels = np.load(labels_path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise AlexNetError(f"{labels_path} cannot be read ({short_reason(error)}): the store is "
+                           "damaged; re-run alexnet prepare with --overwrite") from error
     if labels.shape != (count,) or labels.dtype != np.int64:
-        raise AlexNetError(f"{root / split / 'labels.npy'} is {labels.dtype} {labels.shape}, "
+        raise AlexNetError(f"{labels_path} is {labels.dtype} {labels.shape}, "
                            f"expected int64 ({count},): re-run alexnet prepare with --overwrite")
+    if count and not 0 <= int(labels.min()) <= int(labels.max()) < classes:
+        bad = int(labels.max()) if int(labels.max()) >= classes else int(labels.min())
+        raise AlexNetError(f"{labels_path} holds label {bad}, outside the store's {classes} classes "
+                           "(0..{}): the store is damaged; re-run alexnet prepare with "
+                           "--overwrite".format(classes - 1))
     return ImageStore(root, split, images, labels, manifest)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import types
 import typing
 from collections.abc import Callable
@@ -110,6 +111,8 @@ def _check_option_types(spec: ModelSpec, options: dict[str, Any]) -> None:
         if not fits:
             names = " or ".join("None" if k is type(None) else k.__name__ for k in kinds)
             raise AlexNetError(f"model option {key}={value!r} for {spec.name} must be {names}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise AlexNetError(f"model option {key}={value!r} for {spec.name} must be a finite number")
 
 
 def _accepted_types(hint: Any) -> tuple[type, ...] | None:

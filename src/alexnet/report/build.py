@@ -26,11 +26,11 @@ import torch
 import torchvision
 
 from alexnet.data.augment import center_boxes
-from alexnet.errors import AlexNetError
+from alexnet.errors import AlexNetError, check_non_negative, check_positive
 from alexnet.evaluate import PAPER_TABLE2, EvalResult, evaluate
 from alexnet.inputs import ImageSource, fetch_images, open_images, spread_indices
 from alexnet.machine import cpu_name
-from alexnet.outputs import write_json
+from alexnet.outputs import check_output_file, check_output_folder, write_json, writes_into
 from alexnet.report import figures
 from alexnet.report.html import FigureRef, Page, Table, write_page
 from alexnet.report.kernels import conv1_weight, initial_conv1, kernel_measures, measures_table_rows
@@ -56,6 +56,15 @@ class ReportOptions:
     precision: str = "auto"
     embed_images: bool = False
     progress: bool = True
+    # features of the neighbour figure and the codes: None = fc7 (§6.1), or for a net
+    # without one (cuda-convnet's CIFAR nets) the layer feeding its classifier
+    layer: str | None = None
+
+    def __post_init__(self) -> None:
+        check_positive(samples=self.samples, queries=self.queries, k=self.k,
+                       gallery_limit=self.gallery_limit, code_steps=self.code_steps,
+                       limit=self.eval_limit, batch_size=self.batch_size)
+        check_non_negative(code_bits=self.code_bits)
 
 
 def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
@@ -209,6 +218,7 @@ def per_class_table(result: EvalResult) -> Table:
                  id="per-class")
 
 
+@writes_into("run_dir")  # a full or read-only run folder: a one-line error
 def build_report(run_dir: str | os.PathLike[str], options: ReportOptions | None = None) -> Path:
     """Write RUN_DIR/report.html (+ figures/, report.json); returns the page's path."""
     options = options or ReportOptions()
@@ -219,6 +229,11 @@ def build_report(run_dir: str | os.PathLike[str], options: ReportOptions | None 
     checkpoint = find_checkpoint(run, options.checkpoint)
     if not (config or metrics or checkpoint):
         raise AlexNetError(f"{run} is not a run folder (no config.json, metrics.jsonl or checkpoints/)")
+    # where the report goes, checked before the evaluation: writable, and never an input
+    inputs = [checkpoint, options.data]
+    check_output_folder(run / "figures", inputs=inputs)
+    for name in ("report.html", "report.json"):
+        check_output_file(run / name, inputs=inputs)
     started = time.perf_counter()
     figures_dir = run / "figures"
     page = Page(f"AlexNet run report: {run.name}",
@@ -316,13 +331,13 @@ def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, opt
         return evaluations, extra
     if options.gallery_limit is not None and options.gallery_limit < len(gallery_source):
         gallery_source = gallery_source.subset(spread_indices(gallery_source.labels, options.gallery_limit))
-    features = dict(batch_size=options.batch_size, device=options.device, precision=options.precision,
-                    progress=options.progress)
+    features = dict(layer=options.layer, batch_size=options.batch_size, device=options.device,
+                    precision=options.precision, progress=options.progress)
     gallery = extract_features(loaded, gallery_source, **features)  # type: ignore[arg-type]
     query_source = source.subset(spread_indices(source.labels, options.queries))
     queries = extract_features(loaded, query_source, **features)  # type: ignore[arg-type]
     neighbors = find_neighbors(gallery, queries, options.k)
-    page.figures.append(FigureRef("Nearest neighbours in fc7 space (Fig. 4 right)",
+    page.figures.append(FigureRef(f"Nearest neighbours in {gallery.layer} space (Fig. 4 right)",
                                   neighbor_figure(neighbors, gallery_source, query_source, scorer,
                                                   figures_dir / "neighbors.png"),
                                   f"Searched {len(gallery.labels)} {options.gallery_split} images; "
@@ -338,7 +353,7 @@ def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, opt
         page.results.append(Table(
             f"Retrieval with {codes.bits}-bit codes (§6.1)", ["shortlist size R", "auto-encoder codes",
                                                               "random projections (baseline)"], rows,
-            f"Recall of each query's {codes.k} exact fc7 nearest neighbours within the R gallery images "
+            f"Recall of each query's {codes.k} exact {gallery.layer} nearest neighbours within the R gallery images "
             f"closest in Hamming distance; {codes.queries} held-out {options.split} queries, "
             f"{codes.gallery} gallery images, auto-encoder trained in {codes.train_seconds:.1f} s.", id="codes"))
         extra["codes"] = codes.to_json()

@@ -23,7 +23,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from torch import nn
 
 from alexnet.checkpoint import Checkpoint, read_checkpoint, save_checkpoint, unwrap
 from alexnet.errors import AlexNetError
+from alexnet.outputs import atomic_write, write_json
 
 STEP_FILE = re.compile(r"^step-(\d+)\.pt$")
 # What a run writes in its folder (by name): --fresh removes these and nothing else.
@@ -133,22 +133,11 @@ class RunFolder:
         for key, value in info.preprocess.items():
             if isinstance(value, torch.Tensor):
                 tensors[f"preprocess.{key}"] = value.float().contiguous()
-        self.root.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".model.", suffix=".tmp", dir=self.root)
-        os.close(fd)
-        try:
-            save_file(tensors, tmp, metadata=metadata(info))
-            os.replace(tmp, self.weights)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(self.weights, lambda temporary: save_file(tensors, str(temporary), metadata=metadata(info)))
 
     def write_json(self, path: Path, data: dict[str, Any]) -> None:
         """Atomically write ``data`` as indented JSON."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-        os.replace(tmp, path)
+        write_json(path, data)
 
     def own_files(self) -> tuple[Path, ...]:
         return (self.config, self.metrics, self.weights, self.summary)

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from alexnet.outputs import write_text
+
 STEP_KEYS = ("kind", "epoch", "step", "loss", "lr", "train_top1_error", "train_top5_error",
              "images_per_s", "data_wait_fraction", "time")
 EPOCH_KEYS = ("kind", "epoch", "step", "lr", "train_loss", "train_top1_error", "train_top5_error",
@@ -67,7 +69,7 @@ class MetricsLog:
                     kept.append(line)
             except json.JSONDecodeError:  # a line cut by the kill
                 continue
-        self.path.write_text("".join(f"{line}\n" for line in kept))
+        write_text(self.path, "".join(f"{line}\n" for line in kept))  # a kill here loses nothing
 
     def step(self, **values: Any) -> None:
         self._write({"kind": "step", **values}, STEP_KEYS)
