@@ -280,12 +280,21 @@ def lighting_shift(batch: int, eigval: torch.Tensor, eigvec: torch.Tensor, alpha
       ColorNoiseMakerThread): lambda = sqrt(eigval), the standard deviation of the pixels
       along that component, in 0..255 units whatever the pixel scale.
     """
-    if units not in LIGHTING_UNITS:
-        raise unknown_choice("lighting_units", units, LIGHTING_UNITS)
-    eigval = eigval.to(eigvec.device, torch.float32)
-    scale = eigval / 255.0 if units == "fb_resnet" else eigval.clamp_min(0).sqrt()
+    scale = lighting_component_std(eigval.to(eigvec.device), 1.0, units)
     alpha = torch.randn(batch, 3, generator=generator, device=eigvec.device) * alpha_std
     return (alpha * scale) @ eigvec.to(torch.float32).T  # (B, 3)
+
+
+def lighting_component_std(eigval: torch.Tensor, alpha_std: float = 0.1,
+                           units: str = "fb_resnet") -> torch.Tensor:
+    """The standard deviation of the lighting shift along each eigenvector, in 0..255 grey
+    levels (3,): alpha_std * eigval / 255 (fb_resnet) or alpha_std * sqrt(eigval)
+    (cuda_convnet, before its 1 / (1 + alpha_std) rescale of the whole view)."""
+    if units not in LIGHTING_UNITS:
+        raise unknown_choice("lighting_units", units, LIGHTING_UNITS)
+    eigval = torch.as_tensor(eigval).to(torch.float32)
+    scale = eigval / 255.0 if units == "fb_resnet" else eigval.clamp_min(0).sqrt()
+    return alpha_std * scale
 
 
 def pca_lighting(images: torch.Tensor, eigval: torch.Tensor, eigvec: torch.Tensor,
