@@ -84,12 +84,18 @@ class LocallyConnected2d(nn.Module):
             raise AlexNetError(f"locally-connected layer built for {self.input_size}x"
                                f"{self.input_size} maps got {tuple(x.shape[-2:])}; build the "
                                "model with input_size= the crop size")
-        k, s = self.kernel_size, self.stride
-        padded = F.pad(x, (self.padding,) * 4)
-        windows = padded.unfold(2, k, s).unfold(3, k, s)  # (B, C, out, out, k, k), a view
-        # one (C*k*k) x O matrix product per position: (B, out, out, C, k, k) . (out, out, O, C, k, k)
-        y = torch.einsum("bchwij,hwocij->bohw", windows, self.weight.to(windows.dtype))
-        bias = self.bias.view(self.out_channels, self.output_size, self.output_size)
+        batch, out, positions = x.shape[0], self.output_size, self.output_size**2
+        # im2col: (B, C*k*k, L), (C, kh, kw) flattened as the weight's last three dimensions;
+        # F.unfold's backward is col2im, ~5x faster here than that of Tensor.unfold windows
+        # (contiguous operands throughout: torch's CPU bmm and im2col fall back to slow
+        # per-slice copies on permuted or channels_last ones, ~50x slower here)
+        columns = F.unfold(x.contiguous(), self.kernel_size, padding=self.padding,
+                           stride=self.stride)
+        columns = columns.permute(2, 0, 1).contiguous()  # (L, B, C*k*k)
+        weight = self.weight.reshape(positions, self.out_channels, -1).to(columns.dtype)
+        y = torch.bmm(columns, weight.transpose(1, 2).contiguous())  # (L, B, O): one per position
+        y = y.permute(1, 2, 0).reshape(batch, self.out_channels, out, out)
+        bias = self.bias.view(self.out_channels, out, out)
         return y + bias.to(y.dtype)  # (B, O, out, out)
 
     def extra_repr(self) -> str:
