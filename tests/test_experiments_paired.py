@@ -193,6 +193,8 @@ def test_image_outcomes_round_trip_through_json() -> None:
                             rng.random(298) < 0.7, rng.random(298) < 0.9)
     record = json.loads(json.dumps(outcome.to_json()))
     assert record["index_ranges"] == [[0, 5], [7, 300]] and record["n"] == 298
+    assert record["labels"].startswith("<u2:")  # 1000 classes; 10 fit one byte each
+    assert _outcome(np.zeros(8)).per_image.to_json()["labels"].startswith("<u1:")  # type: ignore[union-attr]
     again = ImageOutcomes.from_json(record)
     for name in ("indices", "labels", "top1_correct", "topk_correct"):
         np.testing.assert_array_equal(getattr(again, name), getattr(outcome, name))

@@ -108,7 +108,11 @@ def _unpack_bits(text: str, n: int) -> np.ndarray:
 
 def _pack_ints(values: np.ndarray) -> str:
     small = np.asarray(values, dtype="<i8")
-    kind = "<u2" if small.size == 0 or (small.min() >= 0 and small.max() < 2**16) else "<i8"
+    kind = "<i8"  # the narrowest type that holds the labels: 1 byte each for <= 256 classes
+    for narrow, limit in (("<u1", 2**8), ("<u2", 2**16)):
+        if small.size == 0 or (small.min() >= 0 and small.max() < limit):
+            kind = narrow
+            break
     return kind + ":" + base64.b64encode(small.astype(kind).tobytes()).decode()
 
 
