@@ -153,6 +153,7 @@ def test_all_runs_every_experiment_resumably_and_rewrites_the_readme(tiny_store:
     assert record["regime"]["epochs"] == regime["epochs"]
     for variant in record["variants"].values():
         assert len(variant["outcomes"][0]["epochs"]) == regime["epochs"]
+        assert variant["outcomes"][0]["regime"] == {"rule": "plateau", "epochs": regime["epochs"]}
         assert variant["outcomes"][0]["per_image"]["n"] == 16
     assert record["effects"][0]["interval"] is not None and record["verdict"] in VERDICTS
     assert "Intel" in record["machine"] or "AMD" in record["machine"] or "CPU" in record["machine"]

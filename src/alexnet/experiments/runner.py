@@ -134,6 +134,8 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
     run_regimes: dict[Path, dict[str, Any]] = {}
     for variant in experiment.training_variants():
         for config, run_dir in plans[variant.name].values():
+            if isinstance(regime, Plateau):  # the calibrated run included
+                run_regimes[run_dir] = {"rule": "plateau", "epochs": config.epochs}
             if run_dir in trained:
                 continue
             if isinstance(regime, UntilTrainError):
@@ -141,10 +143,8 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
                                                           fresh, train_run)
             else:
                 train_run(variant, config, run_dir, first=True)
-                if regime_record:
-                    run_regimes[run_dir] = {"rule": "plateau", "epochs": config.epochs}
 
-    # 3. score: each run on its variant's views; ensembles on all seeds' models together
+    # 4. score: each run on its variant's views; ensembles on all seeds' models together
     variants: dict[str, VariantResult] = {}
     for variant in experiment.variants:
         plan = plans[variant.name]
@@ -167,7 +167,7 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         log(f"[{experiment.name}] {variant.name}: {metric.name} = "
             f"{', '.join(_format_value(v.value, v.lower_bound) for v in values)}")
 
-    # 4. effects (paired, with their 95% intervals) and the verdict
+    # 5. effects (paired, with their 95% intervals) and the verdict
     effects = []
     for comparison in experiment.comparisons:
         rule = Rule(experiment.effect, comparison.paper, experiment.threshold)
