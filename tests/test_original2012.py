@@ -274,22 +274,31 @@ def test_colour_noise_in_the_2012_units_scales_by_the_stdev_and_rescales_by_1_1(
                                plain(images, torch.Generator().manual_seed(7)))
 
 
-def test_original2012_trains_end_to_end_on_a_tiny_store(tmp_path: Path) -> None:
+def test_original2012_trains_end_to_end_on_a_tiny_store_and_resumes_exactly(tmp_path: Path) -> None:
     from alexnet.train import train
-    from train_helpers import make_store
+    from train_helpers import assert_same_weights, make_store, weights_of
 
     store = make_store(tmp_path)
-    config = resolve_config("original2012", {
-        "data": str(store), "image_size": 72, "crop_size": 64, "batch_size": 16, "epochs": 3,
-        "model_options": {"width": 0.125}, "lr_epochs": {"1": 0.01, "2": 0.001},
-        "layer_lr_epochs": {"features.conv1@3": 0.0}, "lighting_epochs": {"2": 0.0},
-        "ten_crop_final": False, "val_batch_size": 16, "progress": "lines", "log_every_steps": 1,
-        "out": str(tmp_path / "run"), "flat_loss_steps": 0, "loader_workers": 1,
-        "checkpoint_every_steps": 0})
-    result = train(config, log=lambda _: None)
+
+    def config(out: str, **more: object) -> object:
+        return resolve_config("original2012", {
+            "data": str(store), "image_size": 72, "crop_size": 64, "batch_size": 16, "epochs": 3,
+            "model_options": {"width": 0.125}, "lr_epochs": {"1": 0.01, "2": 0.001},
+            "layer_lr_epochs": {"features.conv1@3": 0.0}, "lighting_epochs": {"2": 0.0},
+            "ten_crop_final": False, "val_batch_size": 16, "progress": "lines",
+            "log_every_steps": 1, "out": str(tmp_path / out), "flat_loss_steps": 0,
+            "loader_workers": 1, "checkpoint_every_steps": 0, "deterministic": True, **more})
+
+    result = train(config("run"), log=lambda _: None)
     assert result.status == "finished" and result.epochs == 3
     checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("step-*.pt"))
     second, third = (torch.load(p, weights_only=True)["model"] for p in checkpoints[-2:])
     # conv1 frozen in epoch 3 (rate 0), the rest still learning
     assert torch.equal(second["features.conv1.weight"], third["features.conv1.weight"])
     assert not torch.equal(second["features.conv2.weight"], third["features.conv2.weight"])
+    # stopped mid-epoch 2 and relaunched: the 2012 update's increments and the per-epoch
+    # rates and colour noise come back exactly
+    assert train(config("resumed", max_steps=4), log=lambda _: None).status == "max_steps"
+    assert train(config("resumed"), log=lambda _: None).steps == result.steps
+    assert_same_weights(weights_of(tmp_path / "run" / "checkpoints/last.pt"),
+                        weights_of(tmp_path / "resumed" / "checkpoints/last.pt"))
