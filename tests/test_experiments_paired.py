@@ -275,6 +275,7 @@ def test_the_real_old_results_still_render(tmp_path: Path) -> None:
     assert text.startswith("# x\n<!-- experiments:begin -->\n| experiment |") and text.endswith(
         "<!-- experiments:end -->\ntail\n")
     assert "old\n" not in text and text.count("| [") == len(results)
+    assert f"from {len(results)} results (their wall times add to" in text and "CPU cores (" in text
     for path in results:
         if json.loads(path.read_text()).get("format") != FORMAT:
             assert f"[{path.stem.rsplit('-', 1)[0]}]" in text

@@ -25,7 +25,7 @@ from typing import Any
 from alexnet.errors import AlexNetError
 from alexnet.experiments.measure import METRICS, RunOutcome, Summary
 from alexnet.experiments.paired import bootstrap
-from alexnet.experiments.runner import ExperimentResult
+from alexnet.experiments.runner import ExperimentResult, git_commit, machine_description
 
 FORMAT = "alexnet-experiment/2"  # /2: paired effects with intervals, per-image outcomes
 README_BEGIN = "<!-- experiments:begin -->"
@@ -310,16 +310,26 @@ def readme_row(record: dict[str, Any], link: str) -> str:
             f"({record['scale']}, {seeds} seed{'s' if seeds != 1 else ''}) | {verdict} |")
 
 
-def readme_table(paths: list[Path], readme: Path) -> str:
+def readme_table(paths: list[Path], readme: Path, command: str = "") -> str:
+    """The table, then one line of provenance: every row's own table (linked) names its
+    command, commit, CPU, versions and wall time; this line the rewrite's and their sum."""
     import os
+    import time
 
     rows = ["| experiment | paper | ours: effect [95% interval] (scale, seeds) | verdict |",
             "|---|---|---|---|"]
+    minutes = 0.0
     for path in paths:
         record = json.loads(path.read_text())
         markdown = path.with_suffix(".md")
         link = os.path.relpath(markdown, readme.resolve().parent)
         rows.append(readme_row(record, Path(link).as_posix()))
+        minutes += float(record.get("wall_seconds") or 0.0) / 60
+    written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    rows += ["", f"Rewritten by `{command or 'alexnet.experiments.report.write_readme_table'}` "
+                 f"at {git_commit()} on {machine_description()}, {written}, from {len(paths)} "
+                 f"results (their wall times add to {minutes:.1f} min; each linked table names "
+                 "its own command, commit, CPU, versions and wall time)."]
     return "\n".join(rows)
 
 
@@ -336,14 +346,14 @@ def check_readme(readme: str | Path) -> str:
     return text
 
 
-def write_readme_table(readme: str | Path, paths: list[Path]) -> Path:
+def write_readme_table(readme: str | Path, paths: list[Path], command: str = "") -> Path:
     """Replace the table between README_BEGIN and README_END in ``readme``."""
     from alexnet.outputs import write_text
 
     readme = Path(readme)
     text = check_readme(readme)
     begin, end = text.find(README_BEGIN), text.find(README_END)
-    table = readme_table(paths, readme)
+    table = readme_table(paths, readme, command)
     new = text[:begin + len(README_BEGIN)] + "\n" + table + "\n" + text[end:]
     write_text(readme, new)
     return readme

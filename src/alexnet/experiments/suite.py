@@ -81,5 +81,5 @@ def run_all(scale: str, out: str | Path, runs_root: str | Path | None = None,
     if readme is not None:
         results = [out / f"{name}-{scale}.json" for name in EXPERIMENTS
                    if (out / f"{name}-{scale}.json").is_file()]
-        suite.readme = write_readme_table(readme, results)
+        suite.readme = write_readme_table(readme, results, command)
     return suite
