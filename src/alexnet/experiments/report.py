@@ -126,8 +126,9 @@ def _regime_text(regime: dict[str, Any]) -> str:
     if not regime:
         return "every run trains for its config's epochs"
     if regime.get("rule") == "plateau":
+        patience = regime["patience"]
         why = ("its validation error had not improved by "
-               f"{100 * regime['min_delta']:g} points for {regime['patience']} epochs"
+               f"{100 * regime['min_delta']:g} points for {patience} epoch{'s' if patience != 1 else ''}"
                if regime.get("why") == "plateau" else f"it reached max_epochs {regime['max_epochs']}")
         return (f"plateau rule: {regime['variant']} (seed 0) trained in chunks of "
                 f"{regime['chunk']} epochs until {why} (best epoch {regime.get('best_epoch')}); "
@@ -182,7 +183,7 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
         "Verdict rule (docs/experiments.md): reproduced when the 95% interval lies on the "
         f"paper's side and the effect reaches {experiment.threshold:g} "
         f"({experiment.threshold_reason}); contradicted when the interval excludes the paper's "
-        "effect; inconclusive otherwise. The interval resamples test images and seeds together "
+        "effect (a claim without a number: the threshold); inconclusive otherwise. The interval resamples test images and seeds together "
         "(the variants are scored on the same images: a paired comparison).",
     ]
     if experiment.notes:
