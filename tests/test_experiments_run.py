@@ -204,3 +204,22 @@ def test_a_diverging_sweep_value_loses_and_is_not_retried(tmp_path: Path) -> Non
                broken, lambda _line: None)
     again = _sweep(experiment, "test", sweep, tmp_path, None, fake_train, lambda _line: None)
     assert again == record and calls == []  # finished and diverged runs are not trained again
+
+
+def test_all_through_the_cli(tiny_store: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    import alexnet.experiments.suite as suite
+
+    monkeypatch.setattr(suite, "EXPERIMENTS", {"ten-crop": get_experiment("ten-crop")})
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- experiments:begin -->\n<!-- experiments:end -->\n")
+    argv = ["experiment", "all", "--scale", "test", "--data", str(tiny_store), "--out",
+            str(tmp_path / "results"), "--runs-dir", str(tmp_path / "runs"), "--readme", str(readme)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "  ten-crop: " in printed and f"README table: {readme}" in printed
+    assert "[ten-crop](results/ten-crop-test.md)" in readme.read_text()
+    assert "alexnet experiment all --scale test" in readme.read_text()
+    assert (tmp_path / "runs" / "ten-crop-test" / "centre-crop-seed0").is_dir()
+    assert main(argv) == 0
+    assert "(current result, not run again)" in capsys.readouterr().out
