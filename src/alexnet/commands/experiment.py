@@ -23,7 +23,9 @@ def _experiment_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/experiments",
                         help="folder for NAME-SCALE.md / .json / .png (default: runs/experiments)")
     parser.add_argument("--runs-dir", default=None,
-                        help="folder for the training runs (default: runs/experiments/NAME-SCALE)")
+                        help="folder for the training runs (default: runs/experiments/NAME-SCALE; "
+                             "with 'all': the folder holding one NAME-SCALE/ per experiment, "
+                             "default runs/experiments)")
     parser.add_argument("--data", default=None,
                         help="replace the scale's data (a prepared store or image folder), "
                              "e.g. your ILSVRC-2012 for --scale paper")
