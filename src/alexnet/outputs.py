@@ -87,7 +87,9 @@ def _nearest_existing(path: Path) -> Path:
 
 def _check_location(path: Path, label: str) -> None:
     """The folders above ``path`` exist or can be made, and the nearest existing one is a
-    writable folder (a cheap check before the work; the write itself is checked again)."""
+    writable folder: an empty file is made there and removed (permissions alone do not
+    tell: root passes them on a read-only or virtual file system such as /proc). A cheap
+    check before the work; the write itself is checked again."""
     ancestor = _nearest_existing(path.parent)
     if not ancestor.is_dir():
         raise AlexNetError(f"cannot write {label}: {ancestor} is a file, not a folder; "
@@ -95,6 +97,14 @@ def _check_location(path: Path, label: str) -> None:
     if not os.access(ancestor, os.W_OK | os.X_OK):
         raise AlexNetError(f"cannot write {label}: {ancestor} is not writable; choose a "
                            "location you can write to")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".alexnet-probe.", suffix=".tmp", dir=ancestor)
+    except OSError as error:
+        advice = _ADVICE[error.errno] if error.errno in (*_ALWAYS_OUTPUT, errno.EACCES, errno.EPERM) \
+            else f"{error.strerror or error}; choose another location"
+        raise AlexNetError(f"cannot write {label}: no file can be made in {ancestor}: {advice}") from error
+    os.close(fd)
+    os.unlink(probe)
 
 
 def _check_not_input(path: Path, label: str, inputs: Iterable[PathLike | None]) -> None:

@@ -6,7 +6,6 @@ check every registered model against its own published parameter count.
 
 from __future__ import annotations
 
-import functools
 import inspect
 import math
 import types
@@ -131,19 +130,42 @@ def _accepted_types(hint: Any) -> tuple[type, ...] | None:
     return tuple(kinds)
 
 
-@functools.lru_cache(maxsize=256)
-def _input_fits(name: str, size: int, options: tuple[tuple[str, Any], ...]) -> str | None:
-    """None when ``name`` takes a (1, C, size, size) input, else why not. Run on the meta
-    device: shapes only, no memory or arithmetic, so any size is checked in milliseconds."""
-    with torch.device("meta"):
-        model = create_model(name, **dict(options)).eval()
-    channels = int(dict(options).get("in_channels", 3))
-    try:
-        with torch.no_grad():
-            model(torch.zeros(1, channels, size, size, device="meta"))
-    except RuntimeError as error:
-        return short_reason(error)
-    return None
+class _ShapeCheck:
+    """Whether ``name`` takes (1, C, size, size) inputs, by one forward of a model built
+    on the meta device (no memory, no init arithmetic). Up to twice the size it was
+    designed for, the forward runs on the CPU with uninitialised weights (tens of ms);
+    beyond, on the meta device (shapes only: any size without allocating, but torch's first
+    meta operations take seconds to load)."""
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        self.name, self.options, self.models = name, dict(options), {}
+        if "init" in model_options(name):
+            self.options["init"] = "pytorch"  # shapes do not depend on it; normal_ on meta is slow
+        self.channels = int(self.options.get("in_channels", 3))
+
+    def model(self, device: str) -> nn.Module:
+        if device not in self.models:
+            with torch.device("meta"):
+                model = create_model(self.name, **self.options).eval()
+            if device != "meta":  # zeros: uninitialised memory may hold slow nan / denormals
+                model = model.to_empty(device=device)
+                for tensor in (*model.parameters(), *model.buffers()):
+                    tensor.detach().zero_()
+            self.models[device] = model
+        return self.models[device]
+
+    def __call__(self, size: int) -> str | None:
+        """None when ``size`` fits, else why not."""
+        device = "cpu" if size <= 2 * _spec(self.name).input_size else "meta"
+        try:
+            with torch.no_grad():
+                self.model(device)(torch.zeros(1, self.channels, size, size, device=device))
+        except (RuntimeError, AlexNetError) as error:
+            return short_reason(error)
+        return None
+
+
+_FITTING: dict[tuple[Any, ...], None] = {}  # (name, size, options) already found to fit
 
 
 def check_input_size(name: str, size: int, what: str = "input size", **options: Any) -> None:
@@ -152,25 +174,28 @@ def check_input_size(name: str, size: int, what: str = "input size", **options: 
     for a net whose classifier is sized for one input (cuda-convnet's 32 px), not that size."""
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise AlexNetError(f"{what} must be positive (a whole number of pixels), got {size!r}")
-    try:
-        key = tuple(sorted(options.items()))
-        hash(key)
-    except TypeError:
-        key = ()
-    reason = _input_fits(name, size, key)
+    key = (name, size, repr(sorted(options.items())))
+    if key in _FITTING:
+        return
+    fits = _ShapeCheck(name, options)
+    reason = fits(size)
     if reason is None:
+        _FITTING[key] = None
         return
     design = _spec(name).input_size
-    if _input_fits(name, 2 * design + 1, key) is not None:  # one size only: a fixed classifier
-        raise AlexNetError(f"{what} {size} does not fit {name}: it takes {design}x{design} inputs "
-                           f"only ({reason})")
-    low, high = 1, max(design, size)  # the smallest size that fits, by bisection
+    if size > design or fits(design) is not None:  # larger fails: a classifier sized for it
+        raise AlexNetError(f"{what} {size} does not fit {name}, whose classifier is sized for "
+                           f"{design}x{design} inputs ({reason})")
+    low, high = 1, design  # the smallest size that fits, by bisection
     while low < high:
         middle = (low + high) // 2
-        if _input_fits(name, middle, key) is None:
+        if fits(middle) is None:
             high = middle
         else:
             low = middle + 1
+    if size >= low:  # not monotonic in the size: name the size it was made for
+        raise AlexNetError(f"{what} {size} does not fit {name} ({reason}); it was made for "
+                           f"{design}x{design}")
     raise AlexNetError(f"{what} {size} is too small for {name}: it needs at least {low}x{low} "
                        f"pixels ({reason})")
 
