@@ -234,7 +234,7 @@ def test_checkpoint_messages(setup: dict[str, Path], tmp_path: Path, capsys: pyt
     truncated = tmp_path / "truncated.pt"
     truncated.write_bytes(setup["ckpt"].read_bytes()[:2000])
     image = next((setup["data"] / "val" / "ant").iterdir())
-    for path, fragment in ((text, "is not a PyTorch checkpoint (it starts with 'hello, this is "),
+    for path, fragment in ((text, "not a PyTorch file (it starts with 'hello, this is "),
                            (tag_only, "'model_name'"), (truncated, "damaged or truncated"),
                            (pickled, "alexnet convert-checkpoint")):
         for argv in (["evaluate", path, "--data", setup["data"], "--no-progress"],

@@ -96,29 +96,35 @@ REQUIRED = {"model_name": str, "model_options": dict, "model": dict, "classes": 
 ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"  # torch.save's zip format / legacy pickle
 
 
-def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """The raw checkpoint dict, with one-line errors for a missing, damaged or foreign file.
-
-    Loaded with ``weights_only=True``: a file holding pickled Python objects (which could
-    run code when unpickled) is refused, with advice to convert a trusted one."""
+def safe_load(path: str | os.PathLike[str], map_location: str | torch.device = "cpu",
+              what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` with one-line errors for a missing, damaged or
+    foreign file; a file holding pickled Python objects (which could run code when
+    unpickled) is refused, with advice to convert a trusted one."""
     path = Path(path)
     if not path.exists():
-        raise AlexNetError(f"checkpoint not found: {path}")
+        raise AlexNetError(f"{what} not found: {path}")
     if path.is_dir():
-        raise AlexNetError(f"{path} is a folder; give a checkpoint file (e.g. {path}/best.pt)")
+        raise AlexNetError(f"{path} is a folder; give a {what} file (e.g. {path}/best.pt)")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         refused = re.search(r"GLOBAL (\S+)", str(error))
-        if "weights only load failed" in str(error).lower() or refused:
-            what = f" ({refused.group(1)})" if refused else ""
-            raise AlexNetError(f"refusing to load {path}: it holds pickled Python objects{what}, "
+        if _looks_like_torch(path) and ("weights only load failed" in str(error).lower() or refused):
+            named = f" ({refused.group(1)})" if refused else ""
+            raise AlexNetError(f"refusing to load {path}: it holds pickled Python objects{named}, "
                                "which could run code; if you trust where it came from, convert it to plain "
                                f"tensors with `alexnet convert-checkpoint {path} OUT.pt --trust-source`; "
                                "never load a file you do not trust") from error
-        raise AlexNetError(unreadable(path, error)) from error
+        raise AlexNetError(unreadable(path, error, what)) from error
     except Exception as error:  # truncated, not a torch file, unreadable
-        raise AlexNetError(unreadable(path, error)) from error
+        raise AlexNetError(unreadable(path, error, what)) from error
+
+
+def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """The raw checkpoint dict (``safe_load``), its format tag and keys checked."""
+    path = Path(path)
+    data = safe_load(path, map_location)
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise AlexNetError(f"{path} is not an alexnet checkpoint (no '{FORMAT}' format tag)")
     missing = [key for key, kind in REQUIRED.items() if not isinstance(data.get(key), kind)]
@@ -129,24 +135,34 @@ def read_checkpoint(path: str | os.PathLike[str], map_location: str | torch.devi
     return data
 
 
-def unreadable(path: Path, error: BaseException) -> str:
+def _looks_like_torch(path: Path) -> bool:
+    """torch.save's zip archive or its legacy pickle, by the first bytes."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError:
+        return False
+    return head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC)
+
+
+def unreadable(path: Path, error: BaseException, what: str = "checkpoint") -> str:
     """Why a file torch.load could not read is not a checkpoint, in words."""
     if isinstance(error, OSError):
-        return f"cannot read checkpoint {path}: {error.strerror or short_reason(error)}"
+        return f"cannot read {what} {path}: {error.strerror or short_reason(error)}"
     try:
         with path.open("rb") as f:
             head = f.read(16)
     except OSError as os_error:
-        return f"cannot read checkpoint {path}: {os_error.strerror}"
+        return f"cannot read {what} {path}: {os_error.strerror}"
     if not head:
-        return f"checkpoint {path} is empty (0 bytes): it was not written completely; use another one"
+        return f"{what} {path} is empty (0 bytes): it was not written completely; use another one"
     if head.startswith(ZIP_MAGIC) or head.startswith(PICKLE_MAGIC):
-        return (f"checkpoint {path} is damaged or truncated ({short_reason(error, 90)}); "
+        return (f"{what} {path} is damaged or truncated ({short_reason(error, 90)}); "
                 "use another one (e.g. a step-*.pt of the same run)")
     start = head.decode("latin-1")
     shown = "".join(c if c.isprintable() else "." for c in start)
-    return (f"{path} is not a PyTorch checkpoint (it starts with {shown!r}); give a .pt file "
-            "written by alexnet train")
+    advice = "a .pt file written by alexnet train" if what == "checkpoint" else f"a PyTorch {what}"
+    return f"cannot read {what} {path}: not a PyTorch file (it starts with {shown!r}); give {advice}"
 
 
 def load_model(path: str | os.PathLike[str], map_location: str | torch.device = "cpu") -> tuple[nn.Module, Checkpoint]:

@@ -22,8 +22,8 @@ import torch
 from torch import nn
 from torchvision.models import AlexNet_Weights
 
-from alexnet.checkpoint import Checkpoint
-from alexnet.errors import AlexNetError
+from alexnet.checkpoint import Checkpoint, safe_load
+from alexnet.errors import AlexNetError, short_reason
 from alexnet.models import create_model
 
 WEIGHTS_NAME = "IMAGENET1K_V1"
@@ -56,18 +56,13 @@ def torchvision_state_dict(weights_file: str | os.PathLike[str] | None = None,
         try:
             return weights.get_state_dict(progress=progress, check_hash=True)
         except (OSError, RuntimeError) as error:  # URLError is an OSError; hash mismatch a RuntimeError
-            reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+            reason = short_reason(error)
             raise AlexNetError(
                 f"cannot download torchvision's AlexNet {WEIGHTS_NAME} weights ({reason}); "
                 f"fetch {weights.url} on a machine with network and pass --weights-file PATH"
             ) from error
     path = Path(weights_file)
-    if not path.is_file():
-        raise AlexNetError(f"weights file not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:
-        raise AlexNetError(f"cannot read weights file {path}: {str(error).strip()[:160]}") from error
+    state = safe_load(path, what="weights file")
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise AlexNetError(f"{path} is not a state_dict (a dict of tensors) of torchvision's alexnet")
     return state
@@ -83,7 +78,7 @@ def torchvision_alexnet(weights_file: str | os.PathLike[str] | None = None,
     except RuntimeError as error:
         source = weights_file or f"torchvision {WEIGHTS_NAME}"
         raise AlexNetError(
-            f"{source} does not hold torchvision alexnet weights: {str(error).splitlines()[0][:200]}"
+            f"{source} does not hold torchvision alexnet weights: {short_reason(error)}"
         ) from error
     info = Checkpoint(
         model_name="alexnet2014",
