@@ -302,3 +302,14 @@ def test_original2012_trains_end_to_end_on_a_tiny_store_and_resumes_exactly(tmp_
     assert train(config("resumed"), log=lambda _: None).steps == result.steps
     assert_same_weights(weights_of(tmp_path / "run" / "checkpoints/last.pt"),
                         weights_of(tmp_path / "resumed" / "checkpoints/last.pt"))
+
+
+def test_the_presets_network_splits_into_the_two_device_towers() -> None:
+    from alexnet.train.towers import TowerParallelAlexNet2012
+
+    options = resolve_config("original2012", data="unused").model_options
+    torch.manual_seed(8)
+    grouped = create_model("alexnet2012", num_classes=10, width=0.25, dropout=0.0, **options)
+    towers = TowerParallelAlexNet2012(grouped, ["cpu", "cpu"])
+    x = torch.randn(2, 3, 96, 96) * 50  # raw 0..255 - mean units, as the preset trains
+    torch.testing.assert_close(towers(x), grouped(x), rtol=1e-4, atol=1e-5)
