@@ -26,6 +26,7 @@ from alexnet.experiments.paired import (
 from alexnet.experiments.registry import Plateau
 from alexnet.experiments.report import FORMAT, readme_row, write_readme_table
 from alexnet.experiments.runner import plateau_decision
+from alexnet.machine import describe_cpu
 
 LRN = Rule("difference", paper=1.4, threshold=0.7)
 
@@ -275,7 +276,7 @@ def test_the_real_old_results_still_render(tmp_path: Path) -> None:
     assert text.startswith("# x\n<!-- experiments:begin -->\n| experiment |") and text.endswith(
         "<!-- experiments:end -->\ntail\n")
     assert "old\n" not in text and text.count("| [") == len(results)
-    assert f"from {len(results)} results (their wall times add to" in text and "CPU cores (" in text
+    assert f"from {len(results)} results (their wall times add to" in text and f"{describe_cpu()}, " in text
     for path in results:
         if json.loads(path.read_text()).get("format") != FORMAT:
             assert f"[{path.stem.rsplit('-', 1)[0]}]" in text

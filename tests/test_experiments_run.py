@@ -223,3 +223,17 @@ def test_all_through_the_cli(tiny_store: Path, tmp_path: Path, monkeypatch: pyte
     assert (tmp_path / "runs" / "ten-crop-test" / "centre-crop-seed0").is_dir()
     assert main(argv) == 0
     assert "(current result, not run again)" in capsys.readouterr().out
+
+
+def test_the_test_scale_trains_on_a_handful_and_writes_only_into_its_runs_folder(
+        shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a default store_dir (runs/stores) would land here
+    runs = tmp_path / "exp" / "runs"
+    result = run_experiment(get_experiment("cifar10-18pct"), "test", runs_dir=runs,
+                            log=lambda _line: None)
+    assert not (tmp_path / "runs").exists()  # nothing in ./runs/stores
+    stores = list((runs / "stores").iterdir())
+    assert [s.name for s in stores] == ["cifar10-32-8-per-class"]
+    train = json.loads((stores[0] / "manifest.json").read_text())["splits"]["train"]
+    assert train["count"] == 80  # 8 of each of the 10 classes
+    assert all(o.n_images == 80 for v in result.variants.values() for o in v.outcomes)  # test split

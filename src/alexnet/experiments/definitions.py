@@ -59,6 +59,7 @@ _IMAGENETTE_SMALL: dict[str, Any] = {
 
 _PAPER: dict[str, Any] = {**_QUIET, "data": shared_data("ilsvrc2012"), "log_every_steps": 100}
 
+_TEST_PER_CLASS = 8  # the test scale's "handful": 8 images of each class, per split
 _TEST_CIFAR: dict[str, Any] = {
     **_QUIET, "data": shared_data("cifar10"), "store_dir": "runs/stores", "epochs": 2,
     "batch_size": 16, "val_batch_size": 32, "log_every_steps": 1, "loader_workers": 1,
@@ -79,7 +80,7 @@ def _imagenet_scales(small_seeds: int = 1, small_epochs: int = 15) -> dict[str, 
         "paper": Scale("alexnet2012 on ILSVRC-2012 with the paper's recipe (§5), 90 epochs",
                        "paper", _PAPER, seeds=1, minutes=None, machine="GPU"),
         "test": Scale("a few steps of a width-1/8 alexnet2012 on a handful of images", None,
-                      _TEST_IMAGENET),
+                      _TEST_IMAGENET, per_class=_TEST_PER_CLASS),
     }
 
 
@@ -104,7 +105,8 @@ def _plateau_scales(baseline: str, seeds: int, max_epochs: int = 60) -> dict[str
         "test": Scale("a few steps of a width-1/8 alexnet2012 on a handful of images, the "
                       "plateau rule in chunks of 2 epochs (at most 3)", None,
                       {**_TEST_IMAGENET, "epochs": 3},
-                      regime=Plateau(baseline, patience=1, max_epochs=3, chunk=2)),
+                      regime=Plateau(baseline, patience=1, max_epochs=3, chunk=2),
+                      per_class=_TEST_PER_CLASS),
     }
 
 
@@ -156,7 +158,7 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
                           {**_TEST_CIFAR, "model": "cifar_fig1", "weight_decay": 0.0,
                            "layer_weight_decay": {}, "model_options": {"init": "paper"}},
                           regime=UntilTrainError(target=0.25, max_epochs=2, chunk=1),
-                          sweep=Sweep("lr", (0.001, 1e9), epochs=1)),
+                          sweep=Sweep("lr", (0.001, 1e9), epochs=1), per_class=_TEST_PER_CLASS),
         },
         notes="Training error is cuda-convnet's: the running error over each epoch's batches.",
         plot="curves",
@@ -181,7 +183,8 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
             "paper": _imagenet_scales()["paper"],
             "test": Scale("2 epochs of cifar_conv_local on a handful of images", "cifar10-18pct",
                           {**_TEST_CIFAR, "model": "cifar_conv_local",
-                           "model_options": {"init": "paper"}, "crop_size": 24, "flip": True}),
+                           "model_options": {"init": "paper"}, "crop_size": 24, "flip": True},
+                          per_class=_TEST_PER_CLASS),
         },
         notes="The small scale tests the paper's CIFAR-10 claim (13% -> 11%, +2 points without "
               "normalisation) on the net the paper's footnote points to; the threshold of 0.7 "
@@ -311,7 +314,8 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
                            minutes=30),
             "paper": Scale("the full cifar10-18pct recipe, three seeds", "cifar10-18pct",
                            _CIFAR_18PCT, seeds=3, machine="GPU"),
-            "test": Scale("2 epochs on a handful of images", "cifar10-18pct", _TEST_CIFAR),
+            "test": Scale("2 epochs on a handful of images", "cifar10-18pct", _TEST_CIFAR,
+                          per_class=_TEST_PER_CLASS),
         },
     ),
 )

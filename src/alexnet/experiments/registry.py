@@ -116,6 +116,10 @@ class Scale:
     variant_overrides: dict[str, dict[str, Any]] = field(default_factory=dict)
     regime: Regime | None = None  # None: every run trains for its config's epochs
     sweep: Sweep | None = None  # None: every variant keeps its config's values
+    # train and score on the first N images of each class only, prepared once into the
+    # experiment's own runs folder (the test scale: seconds, and nothing written elsewhere);
+    # a prepared store given with --data is used as it is
+    per_class: int | None = None
 
 
 @dataclass(frozen=True)

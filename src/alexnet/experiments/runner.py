@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from alexnet.data.prepare import prepare
+from alexnet.data.store import is_store_folder
 from alexnet.errors import AlexNetError
 from alexnet.experiments.measure import (
     METRICS,
@@ -51,6 +53,7 @@ from alexnet.experiments.registry import (
     Variant,
     seeds_for,
 )
+from alexnet.machine import describe_cpu
 from alexnet.train.config import TrainConfig
 
 
@@ -97,6 +100,8 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
     metric = METRICS[experiment.metric]
     regime, sweep = experiment.scale(scale).regime, experiment.scale(scale).sweep
     plans = _plans(experiment, scale, seed_list, runs, data)  # validated before any work
+    data = _subset_store(experiment, scale, runs, data, log)
+    plans = _plans(experiment, scale, seed_list, runs, data)
     definition = definition_key(experiment, scale, seed_list, data)
     trained: dict[Path, float] = {}
 
@@ -181,6 +186,25 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         commit=commit, machine=machine_description(), versions=_versions(),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=command,
         regime=regime_record, definition=definition, sweep=sweep_record)
+
+
+def _subset_store(experiment: Experiment, scale: str, runs: Path, data: str | None,
+                  log: Callable[[str], None]) -> str | None:
+    """A scale with ``per_class`` trains on a store of that many images of each class,
+    prepared once inside ``runs`` (never the shared ./runs/stores); a store given as
+    ``data`` is used as it is."""
+    per_class = experiment.scale(scale).per_class
+    if per_class is None:
+        return data
+    config = experiment.config(experiment.variants[0], scale, seed=0, data=data)
+    if is_store_folder(config.data):
+        return data
+    name = config.data.split(":", 1)[1] if config.data.startswith("torchvision:") else \
+        Path(config.data).resolve().name
+    dest = runs / "stores" / f"{name}-{config.image_size}-{per_class}-per-class"
+    log(f"[{experiment.name}] {per_class} images of each class of {config.data} -> {dest}")
+    prepare(config.data, dest, size=config.image_size, per_class=per_class, progress=False)
+    return str(dest)
 
 
 def definition_key(experiment: Experiment, scale: str, seeds: list[int], data: str | None) -> str:
@@ -440,9 +464,7 @@ def git_commit() -> str | None:
 
 
 def machine_description() -> str:
-    from alexnet.report.build import cpu_name
-
-    text = f"{os.cpu_count()} CPU cores ({cpu_name()}), {platform.system()}"
+    text = f"{describe_cpu()}, {platform.system()}"
     if torch.cuda.is_available():
         text += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
     return text
