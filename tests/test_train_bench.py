@@ -33,6 +33,12 @@ def test_bench_train_rejects_bad_arguments(capsys) -> None:
     assert main(["bench", "train", "--models", "alexnet3"]) == 2
     assert "unknown model 'alexnet3'" in capsys.readouterr().err
     assert main(["bench", "train", "--batch-size", "0"]) == 2
+    capsys.readouterr()
+    # a candidate that takes 24 px, but the torchvision baseline does not
+    assert main(["bench", "train", "--models", "cifar_conv_local", "--image-size", "24"]) == 2
+    assert "too small for torchvision's alexnet" in capsys.readouterr().err
+    assert main(["bench", "train", "--image-size", "62"]) == 2
+    assert "at least 63x63" in capsys.readouterr().err
 
 
 def test_the_baseline_step_runs_in_true_fp32(monkeypatch) -> None:

@@ -26,6 +26,7 @@ flagged: its fractions could not be trusted.
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -37,7 +38,7 @@ import torch.nn.functional as F
 import torchvision
 from torch import nn
 
-from alexnet.errors import check_non_negative, check_positive
+from alexnet.errors import AlexNetError, check_non_negative, check_positive
 from alexnet.machine import describe_cpu
 from alexnet.models import check_input_size, create_model
 from alexnet.models.info import mult_adds
@@ -66,6 +67,31 @@ class TrainBenchConfig:
         check_non_negative(warmup=self.warmup)
         for model in self.models:  # before any model is built: a one-line error, not a crash
             check_input_size(model, self.image_size, what="--image-size", num_classes=self.num_classes)
+        smallest = _smallest_baseline_input()
+        if self.image_size < smallest:
+            raise AlexNetError(f"--image-size {self.image_size} is too small for torchvision's "
+                               f"alexnet, this benchmark's baseline and peer: it needs at least "
+                               f"{smallest}x{smallest} pixels")
+
+
+@functools.cache
+def _smallest_baseline_input() -> int:
+    """The smallest image torchvision's alexnet takes (found on the meta device: no memory)."""
+    with torch.device("meta"):
+        model = torchvision.models.alexnet(num_classes=10)
+
+    def fits(size: int) -> bool:
+        try:
+            model(torch.empty(1, 3, size, size, device="meta"))
+        except RuntimeError:
+            return False
+        return True
+
+    low, high = 1, 224
+    while low < high:
+        middle = (low + high) // 2
+        low, high = (low, middle) if fits(middle) else (middle + 1, high)
+    return low
 
 
 @dataclass
