@@ -245,9 +245,7 @@ def run_model_bench(config: EvalBenchConfig) -> ModelBenchResult:
         result.latency_ms[name] = _latency_ms(scorer, image, config)
     for _ in range(config.rounds):
         for name, model in models.items():
-            # int8 runs on the CPU whatever --device says for the float model
-            device_name = "cpu" if scorers[name].int8 else str(device)
-            measured = evaluate([model], source, config.views, "data", config.batch_size, device_name,
+            measured = evaluate([model], source, config.views, "data", config.batch_size, str(device),
                                 config.precision, config.limit, progress=False)
             result.top1_error[name], result.n_images = measured.top1_error, measured.n_images
             result.images_per_s.setdefault(name, []).append(measured.images_per_s)

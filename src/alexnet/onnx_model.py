@@ -75,6 +75,9 @@ class OnnxNetwork(nn.Module):
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads  # 0: one per physical core
+        # no busy-waiting between runs: the scorer's torch views run in between, and spinning
+        # onnxruntime threads would take their cores (docs/evaluation.md, "Sharing and int8")
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.path = Path(path)
         self.session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name

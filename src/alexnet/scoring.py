@@ -105,15 +105,14 @@ class ScoringModel:
     def __init__(self, loaded: LoadedModel, device: torch.device, precision: str = "auto") -> None:
         self.name = loaded.name
         self.info = loaded.info
-        self.device = device
         if precision not in PRECISIONS:
             raise unknown_choice("precision", precision, PRECISIONS)
-        # an int8 graph (alexnet.onnx_model) has its own arithmetic: no autocast, CPU only
+        # an int8 graph (alexnet.onnx_model) has its own arithmetic: no autocast, and it runs
+        # in onnxruntime on the CPU whatever the device (its views are cut there too)
         self.int8 = getattr(loaded.model, "precision", None) == "int8"
-        if self.int8 and device.type != "cpu":
-            raise AlexNetError(f"{loaded.name} is an int8 ONNX model: it runs on the CPU only; use --device cpu")
+        self.device = torch.device("cpu") if self.int8 else device
         self.autocast = None if self.int8 else autocast_dtype(device, precision)
-        self.model = loaded.model.eval().to(device, memory_format=torch.channels_last)
+        self.model = loaded.model.eval().to(self.device, memory_format=torch.channels_last)
         pre = loaded.info.preprocess
         missing = [key for key in ("image_size", "crop_size", "mean") if key not in pre]
         if missing:
