@@ -50,6 +50,8 @@ BAD = {
         "evaluate {ckpt} --data {data} --json {file}/e.json",
         "evaluate {ckpt} --data {data} --json {ckpt}",
         "evaluate {ckpt} --data {data} --json {ckpt_link}",
+        "evaluate {ckpt} --data {store} --json {store}/manifest.json",
+        "evaluate {ckpt} --data {store} --json {store}/val/labels.npy",
     ],
     "predict": [
         "predict {ckpt} {missing}",
@@ -72,6 +74,7 @@ BAD = {
         "features {ckpt} --data {data} --out {tmp}/f.npz --layer nosuch",
         "features --data {data} --out {tmp}/f.npz",
         "features {ckpt} --data {missing} --out {tmp}/f.npz",
+        "features {ckpt} --data {store} --out {store}/stats.npz",
     ],
     "neighbors": [
         "neighbors {ckpt} --data {data} --queries 0",
@@ -192,7 +195,8 @@ def places(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
 @pytest.mark.parametrize(("command", "line"), ROWS, ids=[line for _, line in ROWS])
 def test_bad_value_is_one_line_exit_2(command: str, line: str, places: dict[str, str],
                                       tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    protected = {p: Path(p).read_bytes() for p in (places["ckpt"], places["image"], places["file"])}
+    protected = {p: Path(p).read_bytes() for p in (places["ckpt"], places["image"], places["file"],
+                                                   *map(str, Path(places["store"]).rglob("*.*")))}
     argv = [part.format(**places, tmp=tmp_path) for part in line.split()]
     try:
         code = main(argv)

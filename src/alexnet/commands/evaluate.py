@@ -52,8 +52,13 @@ def _open(args: argparse.Namespace, models: list, split: str | None = None):
 
 
 def _inputs(args: argparse.Namespace, *more: str) -> list[str]:
-    """The files a command reads, which its outputs must never overwrite."""
-    return [*getattr(args, "checkpoints", []), *([args.weights_file] if args.weights_file else []), *more]
+    """The files a command reads, which its outputs must never overwrite: the models and,
+    for a prepared store, every file of it (a handful; an image folder is not listed)."""
+    data = getattr(args, "data", None)
+    is_store = data is not None and (Path(data) / "manifest.json").is_file()
+    store_files = [str(p) for p in Path(data).rglob("*") if p.is_file()] if is_store else []
+    return [*getattr(args, "checkpoints", []), *([args.weights_file] if args.weights_file else []),
+            *store_files, *more]
 
 
 def _check_json(target: str | None, inputs: list[str]) -> None:
