@@ -395,3 +395,37 @@ def test_two_ctrl_c_during_a_checkpoint_write(tmp_path: Path) -> None:
     checkpoints = out / "checkpoints"
     assert not [p for p in checkpoints.iterdir() if p.name.endswith(".tmp")]  # nothing half-written
     assert read_checkpoint(checkpoints / "last.pt")["training"]["step"] == 1  # the complete one
+
+
+def test_prepare_on_a_full_disk_is_one_line_and_resumes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """ENOSPC while prepare appends decoded images: one line, and the same command finishes
+    the store once there is space again."""
+    import alexnet.data.prepare as prepare_module
+
+    data = make_folder(tmp_path / "data", per_class=1)
+    opened = prepare_module._SplitWriter._open_partials
+
+    class FullFile:
+        def __init__(self, file: object) -> None:
+            self.file = file
+
+        def write(self, _data: bytes) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(self.file, name)
+
+    def full_disk(self: object, *args: object) -> dict[str, object]:
+        files = opened(self, *args)  # type: ignore[arg-type]
+        files["images"] = FullFile(files["images"])
+        return files
+
+    monkeypatch.setattr(prepare_module._SplitWriter, "_open_partials", full_disk)
+    argv = ["prepare", data, tmp_path / "store", "--workers", "1", "--quiet"]
+    code, _, err = run(capsys, *argv)
+    one_line_error(code, err, "disk is full")
+    monkeypatch.undo()
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert "train: 12 images" in out
