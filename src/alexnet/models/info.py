@@ -11,7 +11,7 @@ from alexnet.models.alexnet2012 import PAPER_SECTIONS as SECTIONS_2012
 from alexnet.models.cifar import PAPER_SECTIONS as SECTIONS_CIFAR
 from alexnet.models.cifar_local import PAPER_SECTIONS as SECTIONS_LOCAL
 from alexnet.models.cifar_local import LocallyConnected2d
-from alexnet.models.registry import MODELS, check_input_size, create_model
+from alexnet.models.registry import MODELS, check_input_size, shape_model
 
 _SECTIONS = {"alexnet2012": SECTIONS_2012, "alexnet2014": SECTIONS_2012,
              "cifar_conv_local": SECTIONS_LOCAL}
@@ -50,12 +50,11 @@ def mult_adds(module: nn.Module, output: torch.Tensor) -> int:
 def layer_table(model_name: str, input_size: int | None = None, **options: object) -> list[LayerRow]:
     """One row per layer of ``model_name`` for a (1, C, input_size, input_size) input.
 
-    Computed on the meta device (shapes only): no weights or activations are allocated, so
-    even a huge ``input_size`` is answered at once instead of running out of memory."""
+    The weights are never initialised (shapes and counts only), and an input too large for
+    memory is run on the meta device, so even a huge ``input_size`` is answered at once."""
     size = MODELS[model_name].input_size if input_size is None and model_name in MODELS else input_size
     check_input_size(model_name, size, what="--input-size", **options)  # type: ignore[arg-type]
-    with torch.device("meta"):
-        model = create_model(model_name, **options).eval()
+    model, device = shape_model(model_name, size, **options)  # type: ignore[arg-type]
     in_channels = int(options.get("in_channels", 3))  # type: ignore[call-overload]
     rows: list[LayerRow] = []
     hooks = []
@@ -72,7 +71,7 @@ def layer_table(model_name: str, input_size: int | None = None, **options: objec
 
         hooks.append(module.register_forward_hook(record))
     with torch.no_grad():
-        model(torch.zeros(1, in_channels, size, size, device="meta"))
+        model(torch.zeros(1, in_channels, size, size, device=device))
     for hook in hooks:
         hook.remove()
     return rows

@@ -154,15 +154,27 @@ class _ShapeCheck:
             self.models[device] = model
         return self.models[device]
 
+    def device(self, size: int) -> str:
+        return "cpu" if size <= 2 * _spec(self.name).input_size else "meta"
+
     def __call__(self, size: int) -> str | None:
         """None when ``size`` fits, else why not."""
-        device = "cpu" if size <= 2 * _spec(self.name).input_size else "meta"
+        device = self.device(size)
         try:
             with torch.no_grad():
                 self.model(device)(torch.zeros(1, self.channels, size, size, device=device))
         except (RuntimeError, AlexNetError) as error:
             return short_reason(error)
         return None
+
+
+def shape_model(name: str, size: int, **options: Any) -> tuple[nn.Module, str]:
+    """``name`` with uninitialised (zeroed) weights, for shapes and counts only, and the
+    device an input of ``size`` should be on: "cpu", or "meta" for sizes whose activations
+    would not fit in memory (see ``_ShapeCheck``)."""
+    check = _ShapeCheck(name, options)
+    device = check.device(size)
+    return check.model(device), device
 
 
 _FITTING: dict[tuple[Any, ...], None] = {}  # (name, size, options) already found to fit
