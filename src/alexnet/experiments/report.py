@@ -240,7 +240,9 @@ def plot(result: ExperimentResult, path: Path) -> None:
         _plot_bars(axes[0][0], result)
     figure.suptitle(f"{experiment.name} ({result.scale}): {result.verdict}", fontsize=10)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    from alexnet.outputs import save_figure
+
+    save_figure(figure, path, dpi=110)  # temp file + rename, as every output
     plt.close(figure)
 
 
