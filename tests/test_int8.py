@@ -139,3 +139,22 @@ def test_bench_evaluate_measures_both_on_real_data(setup: dict[str, Path],
     assert "40 images (center), batch 20" in lines[0] and len(lines) == 3
     assert lines[1].lstrip().startswith("best.pt (") and "batch 1:" in lines[1]
     assert lines[2].lstrip().startswith("best.int8.onnx (int8)") and "x the images/s" in lines[2]
+
+
+def test_lrn_power_is_rewritten_with_square_roots(setup: dict[str, Path], tmp_path: Path) -> None:
+    import onnx
+    import onnxruntime
+
+    from alexnet.quantize import _float_onnx
+
+    loaded = load_models([setup["checkpoint"]])[0]
+    path = tmp_path / "float.onnx"
+    assert _float_onnx(loaded, path) == ["logits", "fc7"]
+    kinds = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert "Pow" not in kinds and kinds.count("Sqrt") == 4 and kinds.count("Reciprocal") == 2  # norm1, norm2
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    logits, fc7 = session.run(None, {"images": images.numpy()})
+    with torch.inference_mode():
+        np.testing.assert_allclose(logits, loaded.model(images).numpy(), atol=1e-5)
+    assert fc7.shape == (3, 512) and (fc7 >= 0).all()  # after its ReLU
