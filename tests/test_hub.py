@@ -82,8 +82,17 @@ def test_hf_export_rebuilds_the_exact_model_with_a_card(run: Path, tmp_path: Pat
 def test_hf_export_errors(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["export", str(run), "--format", "hf"]) == 2
     assert main(["export", str(tmp_path), "--format", "hf", "--out", str(tmp_path / "hf")]) == 2
+    # never over the run folder itself, nor over another folder's config.json
+    before = (run / "config.json").read_bytes()
+    assert main(["export", str(run), "--format", "hf", "--out", str(run)]) == 2
+    other = tmp_path / "other-run"
+    other.mkdir()
+    (other / "config.json").write_text('{"model": "alexnet2012"}')
+    assert main(["export", str(run), "--format", "hf", "--out", str(other)]) == 2
     errors = capsys.readouterr().err.splitlines()
-    assert len(errors) == 2 and "--format hf --out DIR" in errors[0] and "without checkpoints" in errors[1]
+    assert len(errors) == 4 and "--format hf --out DIR" in errors[0] and "without checkpoints" in errors[1]
+    assert "is also an input" in errors[2] and "not an alexnet Hugging Face export" in errors[3]
+    assert (run / "config.json").read_bytes() == before and not (other / "model.safetensors").exists()
     with pytest.raises(AlexNetError, match="not a Hugging Face model folder"):
         from_pretrained(tmp_path)
 

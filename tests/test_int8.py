@@ -4,6 +4,7 @@ evaluate / predict / features like a checkpoint, and the export refuses what it 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -104,6 +105,12 @@ def test_a_bad_calibration_folder_is_a_one_line_error(setup: dict[str, Path], tm
             quantize_model(loaded, tmp_path / "x.int8.onnx", QuantizeConfig(str(folder)))
         assert "\n" not in str(raised.value) and str(folder) in str(raised.value)
     assert not (tmp_path / "x.int8.onnx").exists()
+    link = tmp_path / "link.onnx"  # the checkpoint under another name: never written over
+    os.link(setup["checkpoint"], link)
+    with pytest.raises(AlexNetError, match="is also an input"):
+        quantize_model(loaded, link, QuantizeConfig(str(setup["data"])))
+    with pytest.raises(AlexNetError, match=r"name the file \*\.onnx"):
+        quantize_model(loaded, tmp_path / "model.pt", QuantizeConfig(str(setup["data"])))
     # the CLI: a checkpoint that names no training data needs --calibration; --int8 needs onnx
     assert main(["export", str(setup["checkpoint"]), "--format", "onnx", "--int8"]) == 2
     assert main(["export", str(setup["checkpoint"]), "--format", "safetensors", "--int8"]) == 2

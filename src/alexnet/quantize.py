@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import time
 import warnings
@@ -40,6 +41,7 @@ from alexnet.export import example_batch, metadata
 from alexnet.inference import feature_module
 from alexnet.inputs import ImageSource, open_images, spread_indices
 from alexnet.onnx_model import INT8_FORMAT, LOGITS, OnnxNetwork, encode_tensors, load_onnx
+from alexnet.outputs import atomic_write, check_output_file
 from alexnet.report.build import data_from_config
 from alexnet.scoring import LoadedModel, ScoringModel
 
@@ -228,8 +230,9 @@ def quantize_model(loaded: LoadedModel, out: str | os.PathLike[str] | None = Non
         raise AlexNetError(f"{loaded.name} ({loaded.info.model_name}) has no convolution or linear layer: "
                            "nothing to quantise to int8")
     path = Path(out) if out is not None else default_int8_path(loaded)
-    if path.is_dir():
-        raise AlexNetError(f"--out {path} is a folder; give a file name (e.g. {path}/model{INT8_SUFFIX})")
+    # before the work: never over the checkpoint it reads, a folder, or an unwritable place
+    inputs = [loaded.info.path, config.calibration]
+    check_output_file(path, inputs=inputs, flag="--out", suffixes=[".onnx"])
     start = time.perf_counter()
     scorer = ScoringModel(loaded, torch.device("cpu"), "fp32")
     if source is None:
@@ -244,8 +247,7 @@ def quantize_model(loaded: LoadedModel, out: str | os.PathLike[str] | None = Non
 
     views = calibration_views(scorer, calibration, config.batch_size)
     calibrated = sum(len(v) for v in views)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent, prefix=".int8-") as work:
+    with tempfile.TemporaryDirectory(prefix="alexnet-int8-") as work:
         float_path, prepared, quantized = (Path(work) / name for name in ("float.onnx", "pre.onnx", "int8.onnx"))
         _float_onnx(loaded, float_path)
         quant_pre_process(str(float_path), str(prepared), skip_symbolic_shape=True)
@@ -280,7 +282,7 @@ def quantize_model(loaded: LoadedModel, out: str | os.PathLike[str] | None = Non
                 f"model on only {agreement:.1%} of {count} held-out images (at least "
                 f"{config.min_agreement:.0%} needed); try --calibration-method percentile or more "
                 "--calibration-images, or keep the bf16 model")
-        os.replace(quantized, path)
+        atomic_write(path, lambda temporary: shutil.copyfile(quantized, temporary), inputs=inputs, flag="--out")
     return QuantizeResult(path, f"{data} ({split})", calibrated, count, agreement, difference,
                           time.perf_counter() - start)
 

@@ -24,8 +24,9 @@ from huggingface_hub import ModelCard, ModelCardData
 
 from alexnet.checkpoint import Checkpoint
 from alexnet.errors import AlexNetError
-from alexnet.hub import CARD, CONFIG, WEIGHTS, from_pretrained, save_pretrained
+from alexnet.hub import CARD, CONFIG, WEIGHTS, from_pretrained, is_hf_folder, save_pretrained
 from alexnet.models.registry import MODELS
+from alexnet.outputs import check_output_folder, make_folder, output_errors
 from alexnet.report.build import (
     cpu_name,
     data_from_config,
@@ -170,12 +171,15 @@ def export_hf(source: str | os.PathLike[str], directory: str | os.PathLike[str])
     import torch
 
     checkpoint, run = resolve_run(source)
+    directory = check_output_folder(directory, inputs=[checkpoint, run], flag="--out")
+    if (directory / CONFIG).is_file() and not is_hf_folder(directory):
+        raise AlexNetError(f"--out {directory} holds a {CONFIG} that is not an alexnet Hugging Face export "
+                           "(a run folder?); writing would replace it: choose a new or empty folder")
     loaded = load_models([checkpoint])[0]
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise AlexNetError(f"--out {directory} is a file; give a folder for the Hugging Face layout")
-    directory.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=directory, prefix=".hf-", suffix=".tmp") as work:
+    make_folder(directory, flag="--out")
+    # written whole beside the folder's files, then each renamed over its old version
+    with output_errors(directory, "--out"), \
+            tempfile.TemporaryDirectory(dir=directory, prefix=".hf-", suffix=".tmp") as work:
         save_pretrained(loaded.model, loaded.info, work)
         model_card(loaded, run, directory.name).save(Path(work) / CARD)
         reloaded, _ = from_pretrained(work)
