@@ -70,8 +70,7 @@ class OnnxNetwork(nn.Module):
 
     def __init__(self, path: str | os.PathLike[str], threads: int = 0) -> None:
         super().__init__()
-        import onnxruntime
-
+        onnxruntime = _runtime("onnxruntime")
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads  # 0: one per physical core
@@ -102,10 +101,19 @@ class OnnxNetwork(nn.Module):
         return results[LOGITS]
 
 
+def _runtime(name: str) -> Any:
+    """onnx / onnxruntime, which the ``export`` extra installs, with a one-line error without."""
+    import importlib
+
+    try:
+        return importlib.import_module(name)
+    except ImportError as error:
+        raise AlexNetError(f"int8 ONNX models need {name}: pip install 'alexnet[export]'") from error
+
+
 def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     """The metadata entries of an ONNX file, with a one-line error for a foreign file."""
-    import onnx
-
+    onnx = _runtime("onnx")
     path = Path(path)
     if not path.is_file():
         raise AlexNetError(f"model not found: {path}")
