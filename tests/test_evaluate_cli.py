@@ -14,6 +14,7 @@ import torchvision
 from alexnet.checkpoint import Checkpoint, save_checkpoint
 from alexnet.cli import main
 from alexnet.models import create_model
+from alexnet.train.step import autocast_dtype
 from evaluate_helpers import CLASSES, channel_preprocess, make_checkpoint, make_folder
 
 
@@ -136,4 +137,7 @@ def test_bench_evaluate_prints_the_ratio(capsys: pytest.CaptureFixture[str]) -> 
     code, out, _ = run(capsys, "bench", "evaluate", "--models", "alexnet2014", "--batch-size", "2",
                        "--rounds", "1", "--batches", "1", "--no-int8")  # int8: tests/test_int8.py
     assert code == 0 and "torchvision alexnet (fp32, eager, NCHW)" in out
-    assert "alexnet2014 (fp32, eager, NCHW)" in out and out.rstrip().endswith("torchvision")
+    assert "alexnet2014 (fp32, eager, NCHW)" in out and out.rstrip().endswith("x the peer")
+    peer = "bf16" if autocast_dtype(torch.device("cpu"), "auto") else "fp32"
+    assert f"torchvision alexnet ({peer}, channels_last)" in out
+    assert "the strongest plain-PyTorch peer" in out and " cores: " in out  # the CPU named

@@ -2,8 +2,9 @@
 
 Baselines: ``torchvision.models.alexnet`` and each of our models in fp32, eager, NCHW, fed
 float batches that are already normalised and cropped (so they do less work than the
-candidates). The
-candidates are what ``alexnet evaluate`` runs: a ``ScoringModel`` taking uint8
+candidates). The peer is torchvision's alexnet as an informed user runs it in plain PyTorch:
+bf16 autocast where this machine has fast bf16 and channels_last, on the same ready float
+batches. The candidates are what ``alexnet evaluate`` runs: a ``ScoringModel`` taking uint8
 ``(B, 256, 256, 3)`` batches, cutting the centre (or 10) views on the fly, channels_last,
 bf16 autocast where the CPU/GPU has it. On a CPU each model is also quantised to an int8
 ONNX graph (``alexnet.quantize``, calibrated on the same random images: its speed, not its
@@ -36,10 +37,12 @@ from alexnet.checkpoint import Checkpoint
 from alexnet.errors import AlexNetError
 from alexnet.evaluate import evaluate
 from alexnet.inputs import FolderImages, open_images
+from alexnet.machine import describe_cpu
 from alexnet.models import create_model
 from alexnet.pretrained import torchvision_preprocess
 from alexnet.quantize import QuantizeConfig, calibration_data, quantize_model
 from alexnet.scoring import LoadedModel, ScoringModel, load_models, resolve_device
+from alexnet.train.step import autocast_dtype
 
 
 @dataclass
@@ -61,11 +64,15 @@ class EvalBenchConfig:
     int8_model: str | None = None  # its int8 graph; None: quantised here
 
 
+PEER = "torchvision peer"
+
+
 @dataclass
 class EvalBenchResult:
     config: EvalBenchConfig
     device: str
     precision: str
+    peer_precision: str = "fp32"
     images_per_s: dict[str, list[float]] = field(default_factory=dict)
     latency_ms: dict[str, float] = field(default_factory=dict)  # batch 1, median
 
@@ -81,19 +88,26 @@ class EvalBenchResult:
         lines = [f"evaluation ({c.views}), batch {c.batch_size}, {self.device}, median of {c.rounds} "
                  f"interleaved rounds x {c.batches} batches:",
                  f"  {'torchvision alexnet (fp32, eager, NCHW)':<44} {baseline:8.1f} images/s"]
+        peer = self.median(PEER) if PEER in self.images_per_s else None
+        if peer is not None:
+            label = f"torchvision alexnet ({self.peer_precision}, channels_last)"
+            lines.append(f"  {label:<44} {peer:8.1f} images/s  {peer / baseline:5.2f}x torchvision "
+                         "(the strongest plain-PyTorch peer)")
         for name in self.images_per_s:
-            if name == "torchvision" or name.endswith((" plain", " int8")):
+            if name in ("torchvision", PEER) or name.endswith((" plain", " int8")):
                 continue
             plain, rate = self.median(f"{name} plain"), self.median(name)
             lines.append(f"  {name + ' (fp32, eager, NCHW)':<44} {plain:8.1f} images/s")
             label = f"{name} ({self.precision}, channels_last, uint8 in)"
+            versus_peer = f", {rate / peer:5.2f}x the peer" if peer is not None else ""
             lines.append(f"  {label:<44} {rate:8.1f} images/s{self.latency(name)}  {rate / plain:5.2f}x "
-                         f"the plain {name}, {rate / baseline:5.2f}x torchvision")
+                         f"the plain {name}, {rate / baseline:5.2f}x torchvision{versus_peer}")
             if f"{name} int8" in self.images_per_s:
                 int8 = self.median(f"{name} int8")
+                versus_peer = f", {int8 / peer:5.2f}x the peer" if peer is not None else ""
                 lines.append(f"  {name + ' (int8 ONNX, onnxruntime, uint8 in)':<44} {int8:8.1f} images/s"
                              f"{self.latency(name + ' int8')}  {int8 / rate:5.2f}x the {self.precision} "
-                             f"{name}, {int8 / baseline:5.2f}x torchvision")
+                             f"{name}, {int8 / baseline:5.2f}x torchvision{versus_peer}")
         return "\n".join(lines)
 
 
@@ -117,7 +131,18 @@ def run_eval_bench(config: EvalBenchConfig) -> EvalBenchResult | ModelBenchResul
             for _ in range(views):
                 model(floats).softmax(dim=1).cpu()
 
-    variants: dict[str, Callable[[], None]] = {"torchvision": run_baseline}
+    # the peer: the same network, bf16 autocast where this machine has fast bf16, channels_last
+    peer_dtype = autocast_dtype(device, "auto")
+    peer = copy.deepcopy(baseline).to(memory_format=torch.channels_last)
+    peer_floats = floats.contiguous(memory_format=torch.channels_last)
+
+    def run_peer() -> None:
+        with torch.inference_mode(), torch.autocast(device.type, dtype=peer_dtype or torch.float32,
+                                                    enabled=peer_dtype is not None):
+            for _ in range(views):
+                peer(peer_floats).float().softmax(dim=1).cpu()
+
+    variants: dict[str, Callable[[], None]] = {"torchvision": run_baseline, PEER: run_peer}
     latency_candidates: dict[str, ScoringModel] = {}
     precision = "fp32"
     for name in config.models:
@@ -140,7 +165,9 @@ def run_eval_bench(config: EvalBenchConfig) -> EvalBenchResult | ModelBenchResul
             latency_candidates[label] = candidate
     for run in variants.values():  # warm-up: oneDNN primitives, allocator
         run()
-    result = EvalBenchResult(config, str(device), precision)
+    device_name = describe_cpu() if device.type == "cpu" else torch.cuda.get_device_name(device)
+    result = EvalBenchResult(config, device_name, precision,
+                             {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[peer_dtype])
     result.latency_ms = {label: _latency_ms(candidate, images[:1], config)
                          for label, candidate in latency_candidates.items()}
     for _ in range(config.rounds):
