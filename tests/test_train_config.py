@@ -39,7 +39,8 @@ def test_overrides_are_typed_and_parsed_from_text() -> None:
     assert isinstance(c.lr, float) and isinstance(c.epochs, int)
     # an int is a fine float; model options merge with the preset's
     c = resolve_config("imagenette", lr=1, model_options={"width": 0.5})
-    assert c.lr == 1.0 and c.model_options == {"init": "kaiming", "width": 0.5}
+    assert c.lr == 1.0 and c.model_options == {"init": "kaiming", "conv1_init_std": 0.01,
+                                               "width": 0.5}
 
 
 @pytest.mark.parametrize(("overrides", "message"), [

@@ -258,8 +258,9 @@ PRESETS: dict[str, Preset] = {
         "the paper's network and §4.1 augmentation (crops, flips, PCA lighting, mean image) and "
         "§5 optimiser (SGD, momentum 0.9, weight decay 5e-4); scaled down: 128px images with "
         "112px crops, a linear warmup and linear decay instead of / 10 on plateaus, kaiming "
-        "init. Measured: docs/training.md.",
-        {"model": "alexnet2012", "model_options": {"init": "kaiming"},
+        "init but §5's N(0, 0.01) for conv1 (smooth Fig. 3 kernels, docs/models.md). "
+        "Measured: docs/training.md.",
+        {"model": "alexnet2012", "model_options": {"init": "kaiming", "conv1_init_std": 0.01},
          "data": "../shared/data/imagenette", "image_size": 128, "crop_size": 112,
          "epochs": 12, "batch_size": 128, "lr": 0.02, "momentum": 0.9, "weight_decay": 5e-4,
          "schedule": "linear", "warmup_epochs": 2.0, "normalization": "mean_image",
@@ -352,6 +353,14 @@ def apply_overrides(config: TrainConfig, values: Mapping[str, Any]) -> TrainConf
         changes[name] = coerce(name, value, hints[name])
     if "model_options" in changes and "model" not in changes:
         changes["model_options"] = {**config.model_options, **changes["model_options"]}
+    elif "model" in changes and "model_options" not in changes:
+        # another model keeps the options it also takes (init), not those only the old one
+        # had (the imagenette preset's conv1_init_std for --model alexnet2014 is dropped)
+        from alexnet.models import list_models, model_options
+
+        if changes["model"] in list_models():
+            valid = model_options(changes["model"])
+            changes["model_options"] = {k: v for k, v in config.model_options.items() if k in valid}
     return dataclasses.replace(config, **changes)
 
 
