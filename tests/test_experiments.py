@@ -227,3 +227,13 @@ def test_lower_bounds_and_missing_values_are_written_as_such() -> None:
     assert "| tanh | >= 20.00 | - | >=20.00 |" in markdown
     result.variants["relu"].summary = Summary([Value(None)], 1000)
     assert "| relu | n/a | - | n/a |" in to_markdown(result)
+
+
+def test_imagenette_claims_use_one_init_rule_not_the_demos_conv1() -> None:
+    from alexnet.experiments import EXPERIMENTS
+
+    for name, experiment in EXPERIMENTS.items():
+        for variant in experiment.variants:
+            config = experiment.config(variant, "small", seed=0)
+            if config.model == "alexnet2012":
+                assert config.model_options.get("conv1_init_std") is None, (name, variant.name)
