@@ -78,7 +78,7 @@ def conv1_kernels(model: nn.Module, path: str | os.PathLike[str], towers: int | 
     shape = "x".join(str(s) for s in conv1.weight.shape[1:])
     heading = f"conv1 kernels ({shape}), cf. Fig. 3"
     if initial is not None:
-        heading += f"; at init: corr. {adjacent_correlation(initial):.2f}"
+        heading += f"; at init: corr. {round(adjacent_correlation(initial), 2) + 0.0:.2f}"  # no "-0.00"
     figure.suptitle(heading, fontsize=11)
     return _save(figure, path)
 
