@@ -215,3 +215,28 @@ def test_killed_prepare_takes_its_workers_with_it(tmp_path: Path) -> None:
         for w in workers:  # never leave a stray worker behind, whatever failed
             if _alive(w):
                 os.kill(w, signal.SIGKILL)
+
+
+@pytest.mark.parametrize("name", ["images.u8.partial", "labels.partial", ".progress.npz.tmp"])
+def test_a_link_among_a_splits_files_is_refused(folder: Path, tmp_path: Path, name: str) -> None:
+    dest = tmp_path / "s"
+    (dest / "train").mkdir(parents=True)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (dest / "train" / name).symlink_to(victim)
+    (dest / "train" / "files.partial").symlink_to(tmp_path / "would-be-created")  # dangling
+    with pytest.raises(AlexNetError, match=r"is a link.*writes only inside DEST"):
+        prepare(folder, dest, size=8, workers=1, progress=False)
+    assert victim.read_text() == "precious" and not (tmp_path / "would-be-created").exists()
+
+
+def test_a_damaged_split_entry_is_one_line(folder: Path, tmp_path: Path) -> None:
+    dest = tmp_path / "s"
+    prepare(folder, dest, size=8, workers=1, progress=False)
+    manifest = json.loads((dest / "manifest.json").read_text())
+    manifest["splits"]["train"] = "x"
+    (dest / "manifest.json").write_text(json.dumps(manifest))
+    for call in (lambda: prepare(folder, dest, size=8, workers=1, progress=False),
+                 lambda: open_store(dest, "val")):
+        with pytest.raises(AlexNetError, match="'train' is damaged"):
+            call()

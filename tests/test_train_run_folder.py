@@ -69,3 +69,37 @@ def test_out_a_file_and_an_empty_folder(store: Path, tmp_path: Path,
     result = train(tiny_config(store, tmp_path / "empty", epochs=1, max_steps=1), log=_quiet)
     assert result.status == "max_steps"
     assert json.loads((tmp_path / "empty" / "config.json").read_text())["model"] == "alexnet2012"
+
+
+def test_a_linked_checkpoints_folder_is_refused(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(store, run, epochs=1, max_steps=1), log=_quiet)
+    (run / "checkpoints").rename(tmp_path / "elsewhere")
+    (run / "checkpoints").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    before = sorted(p.name for p in (tmp_path / "elsewhere").iterdir())
+    for fresh in (False, True):  # --fresh would keep the old run's files, a resume use them
+        with pytest.raises(AlexNetError, match="is a link"):
+            train(tiny_config(store, run, epochs=1), fresh=fresh, log=_quiet)
+    assert sorted(p.name for p in (tmp_path / "elsewhere").iterdir()) == before
+
+
+def test_a_fresh_launch_that_fails_leaves_a_run_folder(store: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    train(tiny_config(store, run, epochs=1, max_steps=1), log=_quiet)
+    (run / "report.html").write_text("<html>the report</html>")  # what alexnet report adds
+    with pytest.raises(AlexNetError, match="fewer than one batch"):  # found after --fresh cleared
+        train(tiny_config(store, run, epochs=1, batch_size=4096), fresh=True, log=_quiet)
+    assert not (run / "checkpoints" / "last.pt").exists()  # the old run is gone ...
+    result = train(tiny_config(store, run, epochs=1, max_steps=1), log=_quiet)  # ... not the folder
+    assert result.status == "max_steps" and (run / "report.html").is_file()
+
+
+def test_fresh_leaves_a_folder_in_the_place_of_a_run_file(store: Path, tmp_path: Path) -> None:
+    from alexnet.train.checkpointing import RunFolder
+
+    run = tmp_path / "run"
+    train(tiny_config(store, run, epochs=1, max_steps=1), log=_quiet)
+    (run / "model.safetensors").unlink(missing_ok=True)
+    (run / "model.safetensors").mkdir()
+    RunFolder(run).clear()  # no IsADirectoryError; the folder is the user's
+    assert (run / "model.safetensors").is_dir() and not (run / "metrics.jsonl").exists()

@@ -279,7 +279,17 @@ def _split_files() -> set[str]:
 
 
 def _is_our_temp(name: str) -> bool:
-    return name.startswith(".") and name.endswith(".tmp")
+    # ".progress.npz": the progress file's temporary name before 2026-12
+    return (name.startswith(".") and name.endswith(".tmp")) or name == f".{PROGRESS_FILE}"
+
+
+def _refuse_links(split_dir: Path) -> None:
+    """prepare opens its split files for writing by name: a symlink among them would be
+    written (or truncated) through, outside DEST."""
+    for entry in split_dir.iterdir():
+        if entry.is_symlink() and (entry.name in _split_files() or _is_our_temp(entry.name)):
+            raise AlexNetError(f"{entry} is a link (to {os.readlink(entry)}); prepare writes only "
+                               "inside DEST: remove the link or choose another DEST")
 
 
 def _check_ours(dest: Path, overwrite: bool) -> None:
@@ -483,6 +493,7 @@ class _SplitWriter:
     def run(self, source: Source, split: str, items: SplitItems, workers: int,
             chunk_size: int | None, progress: bool) -> SplitReport:
         self.dir.mkdir(parents=True, exist_ok=True)
+        _refuse_links(self.dir)
         state = self._load_progress()
         status = "resumed" if state["next_item"] > 0 else "prepared"
         if state.get("finished"):  # killed after the split was whole, before the manifest said so

@@ -173,8 +173,14 @@ def read_manifest_unchecked(root: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(splits, dict):
         raise AlexNetError(f"{path} has no 'splits' table: the store is damaged; prepare it "
                            "again with alexnet prepare --overwrite")
-    for name in splits:
+    for name, entry in splits.items():
         check_split_name(name, str(path))
+        if not isinstance(entry, dict) or not isinstance(entry.get("count"), int):
+            raise AlexNetError(f"{path}: the entry of split {name!r} is damaged (no count); "
+                               "prepare the store again with alexnet prepare --overwrite")
+    if not isinstance(manifest.get("settings"), dict) or not isinstance(manifest.get("classes"), list):
+        raise AlexNetError(f"{path} has no settings or classes: the store is damaged; prepare it "
+                           "again with alexnet prepare --overwrite")
     return manifest
 
 

@@ -149,6 +149,11 @@ class RunFolder:
             return
         if not self.root.is_dir():
             raise AlexNetError(f"--out {self.root} is a file; give a folder for the run")
+        for folder in (self.checkpoints, self.tensorboard):
+            if folder.is_symlink():  # --fresh would leave the old run's files, a resume use them
+                raise AlexNetError(f"{folder} is a link (to {os.readlink(folder)}); a run keeps "
+                                   f"its {folder.name} in its own folder: remove the link or "
+                                   "choose another --out")
         if self.config.exists():
             if not _holds_json_keys(self.config, "model", "versions"):
                 raise AlexNetError(f"{self.config} is not an alexnet run's config; training "
@@ -174,8 +179,11 @@ class RunFolder:
     def clear(self) -> None:
         """--fresh: remove what an earlier run wrote here, by name; never other files (a
         folder the user put files in is left with them)."""
+        # config.json stays: the new run writes its own over it, and until then it marks the
+        # folder as a run's, so a launch that fails after this is not locked out of it
         for path in self.own_files():
-            path.unlink(missing_ok=True)
+            if path != self.config and (path.is_file() or path.is_symlink()):
+                path.unlink()
         for folder, pattern in ((self.checkpoints, CHECKPOINT_FILE),
                                 (self.tensorboard, TENSORBOARD_FILE)):
             if not folder.is_dir() or folder.is_symlink():
