@@ -4,7 +4,7 @@ One entry per registered model (``alexnet.models.list_models()``: alexnet2012, a
 the cuda-convnet CIFAR-10 nets). ``weights`` is a checkpoint, a safetensors file, a run
 folder or a Hugging Face folder written by ``alexnet``; without it the model is built with
 the given ``create_model`` options and its default initialisation. See
-``alexnet.entrypoints.hub_model``.
+``alexnet.evaluate.entrypoints.hub_model``.
 """
 
 import sys as _sys
@@ -17,7 +17,7 @@ try:
 except ImportError:  # a plain checkout (torch.hub's download of the repository): use src/
     _sys.path.insert(0, str(_Path(__file__).resolve().parent / "src"))
 
-from alexnet.entrypoints import hub_model as _hub_model  # noqa: E402
+from alexnet.evaluate.entrypoints import hub_model as _hub_model  # noqa: E402
 from alexnet.models import list_models as _list_models  # noqa: E402
 
 

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from alexnet.inputs import open_images, spread_indices
-from alexnet.quantize import QuantizeConfig, quantize_model
-from alexnet.scoring import ScoringModel, load_models
+from alexnet.evaluate.inputs import open_images, spread_indices
+from alexnet.evaluate.quantize import QuantizeConfig, quantize_model
+from alexnet.evaluate.scoring import ScoringModel, load_models
 
 
 def main() -> None:

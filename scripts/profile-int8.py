@@ -19,12 +19,12 @@ import numpy as np
 import onnxruntime
 import torch
 
-from alexnet.checkpoint import Checkpoint
-from alexnet.inputs import FolderImages
+from alexnet.evaluate.inputs import FolderImages
+from alexnet.evaluate.quantize import QuantizeConfig, quantize_model
+from alexnet.evaluate.scoring import LoadedModel
 from alexnet.models import create_model, list_models
-from alexnet.pretrained import torchvision_preprocess
-from alexnet.quantize import QuantizeConfig, quantize_model
-from alexnet.scoring import LoadedModel
+from alexnet.models.checkpoint import Checkpoint
+from alexnet.models.pretrained import torchvision_preprocess
 
 
 def main() -> None:

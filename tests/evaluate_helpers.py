@@ -6,8 +6,8 @@ from pathlib import Path
 
 import torch
 
-from alexnet.checkpoint import Checkpoint, save_checkpoint
 from alexnet.models import create_model
+from alexnet.models.checkpoint import Checkpoint, save_checkpoint
 from data_helpers import image_folder
 
 CLASSES = ("ant", "bee", "cat", "dog")

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 # mallinfo2 (glibc >= 2.33): hblkhd = bytes in mmap'd blocks, fordblks = free bytes kept
 PROBE = """
 import ctypes, sys, torch
-from alexnet import allocator
+from alexnet.runtime import allocator
 class Info(ctypes.Structure):
     _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
                                                "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]

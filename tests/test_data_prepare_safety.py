@@ -19,7 +19,7 @@ from alexnet.cli import main
 from alexnet.data.prepare import prepare
 from alexnet.data.store import open_store
 from alexnet.errors import AlexNetError
-from alexnet.inputs import open_images
+from alexnet.evaluate.inputs import open_images
 from data_helpers import image_folder
 
 STORE_NAMES = ("images.u8", "labels.npy", "files.txt", "skipped.tsv", "progress.npz")

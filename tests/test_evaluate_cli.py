@@ -11,10 +11,10 @@ import pytest
 import torch
 import torchvision
 
-from alexnet.checkpoint import Checkpoint, save_checkpoint
 from alexnet.cli import main
 from alexnet.models import create_model
-from alexnet.train.step import autocast_dtype
+from alexnet.models.checkpoint import Checkpoint, save_checkpoint
+from alexnet.runtime.device import autocast_dtype
 from evaluate_helpers import CLASSES, channel_preprocess, make_checkpoint, make_folder
 
 

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from alexnet.errors import AlexNetError
-from alexnet.export import export_model, load_safetensors, verify_onnx
-from alexnet.scoring import LoadedModel, load_models
+from alexnet.evaluate.export import export_model, verify_onnx
+from alexnet.evaluate.scoring import LoadedModel, load_models
+from alexnet.models.checkpoint import load_safetensors
 from evaluate_helpers import make_checkpoint, mean_image_preprocess
 
 ONNX_TOLERANCE = 1e-4  # fp32 logits of order 1; observed differences are ~1e-6

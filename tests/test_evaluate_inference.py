@@ -9,9 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.binary_codes import CodeConfig, hamming_distances, measure_codes, shortlist_recall
 from alexnet.errors import AlexNetError
-from alexnet.inference import (
+from alexnet.evaluate.binary_codes import (
+    CodeConfig,
+    hamming_distances,
+    measure_codes,
+    shortlist_recall,
+)
+from alexnet.evaluate.inference import (
     Features,
     extract_features,
     feature_module,
@@ -19,9 +24,9 @@ from alexnet.inference import (
     nearest_neighbors,
     predict_files,
 )
-from alexnet.inputs import open_images
+from alexnet.evaluate.inputs import open_images
+from alexnet.evaluate.scoring import load_models
 from alexnet.models import create_model
-from alexnet.scoring import load_models
 from evaluate_helpers import make_checkpoint, make_folder
 
 

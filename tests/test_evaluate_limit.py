@@ -9,10 +9,10 @@ import pytest
 
 from alexnet.cli import main
 from alexnet.data.prepare import prepare
-from alexnet.evaluate import evaluate
-from alexnet.inference import extract_features
-from alexnet.inputs import open_images
-from alexnet.scoring import load_models
+from alexnet.evaluate.accuracy import evaluate
+from alexnet.evaluate.inference import extract_features
+from alexnet.evaluate.inputs import open_images
+from alexnet.evaluate.scoring import load_models
 from data_helpers import image_folder
 from evaluate_helpers import CLASSES, IMAGE_SIZE, make_checkpoint
 

@@ -11,18 +11,18 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from alexnet.checkpoint import load_model
 from alexnet.data.images import load_image
 from alexnet.errors import AlexNetError
-from alexnet.evaluate import (
+from alexnet.evaluate.accuracy import (
     confusion_matrix,
     evaluate,
     format_per_class,
     format_table,
     topk_correct,
 )
-from alexnet.inputs import open_images
-from alexnet.scoring import LoadedModel, ScoringModel, load_models, map_classes
+from alexnet.evaluate.inputs import open_images
+from alexnet.evaluate.scoring import LoadedModel, ScoringModel, load_models, map_classes
+from alexnet.models.checkpoint import load_model
 from evaluate_helpers import CLASSES, make_checkpoint, make_folder, mean_image_preprocess
 
 

@@ -18,10 +18,10 @@ from torchvision.models import AlexNet_Weights
 
 from alexnet.data.images import load_image
 from alexnet.errors import AlexNetError
-from alexnet.evaluate import evaluate
-from alexnet.inputs import open_images
-from alexnet.pretrained import imagenet_wnids, torchvision_alexnet
-from alexnet.scoring import ScoringModel, load_models, map_classes
+from alexnet.evaluate.accuracy import evaluate
+from alexnet.evaluate.inputs import open_images
+from alexnet.evaluate.scoring import ScoringModel, load_models, map_classes
+from alexnet.models.pretrained import imagenet_wnids, torchvision_alexnet
 from data_helpers import random_image
 
 # ../shared/data/README.md: Imagenette wnids and their ImageNet-1k indices

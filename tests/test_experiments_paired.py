@@ -26,7 +26,7 @@ from alexnet.experiments.paired import (
 from alexnet.experiments.registry import Plateau
 from alexnet.experiments.report import FORMAT, readme_row, write_readme_table
 from alexnet.experiments.runner import plateau_decision
-from alexnet.machine import describe_cpu
+from alexnet.runtime.machine import describe_cpu
 
 LRN = Rule("difference", paper=1.4, threshold=0.7)
 

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.checkpoint import load_model
 from alexnet.cli import main
 from alexnet.errors import AlexNetError
-from alexnet.evaluate import evaluate
-from alexnet.hub import AlexNetHub, from_pretrained
-from alexnet.inputs import open_images
+from alexnet.evaluate.accuracy import evaluate
+from alexnet.evaluate.inputs import open_images
+from alexnet.evaluate.scoring import load_models
 from alexnet.models import list_models
-from alexnet.scoring import load_models
+from alexnet.models.checkpoint import load_model
+from alexnet.models.hub import AlexNetHub, from_pretrained
 from alexnet.train import train
 from train_helpers import make_store, tiny_config
 

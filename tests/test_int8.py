@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet.checkpoint import load_model, save_checkpoint
 from alexnet.cli import main
 from alexnet.errors import AlexNetError
-from alexnet.inference import Features
-from alexnet.inputs import open_images
-from alexnet.quantize import QuantizeConfig, compare, quantize_model
-from alexnet.scoring import LoadedModel, ScoringModel, load_models
+from alexnet.evaluate.inference import Features
+from alexnet.evaluate.inputs import open_images
+from alexnet.evaluate.quantize import QuantizeConfig, compare, quantize_model
+from alexnet.evaluate.scoring import LoadedModel, ScoringModel, load_models
+from alexnet.models.checkpoint import load_model, save_checkpoint
 from evaluate_helpers import IMAGE_SIZE, make_checkpoint, make_folder, mean_image_preprocess
 
 # a random tiny network's logits differ little between images (std ~0.03), so int8 noise of
@@ -152,7 +152,7 @@ def test_lrn_power_is_rewritten_with_square_roots(setup: dict[str, Path], tmp_pa
     import onnx
     import onnxruntime
 
-    from alexnet.quantize import _float_onnx
+    from alexnet.evaluate.quantize import _float_onnx
 
     loaded = load_models([setup["checkpoint"]])[0]
     path = tmp_path / "float.onnx"

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet import machine
+from alexnet.runtime import machine
+from alexnet.runtime.device import autocast_dtype
 from alexnet.train import train
-from alexnet.train.step import autocast_dtype
 from train_helpers import make_store, tiny_config
 
 

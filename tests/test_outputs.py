@@ -1,4 +1,4 @@
-"""What the tool promises about what it writes (alexnet.outputs), and the one-line errors of
+"""What the tool promises about what it writes (alexnet.runtime.outputs), and the one-line errors of
 issue 17: outputs never half-written, never over an input (not even through a hard link),
 every bad output location a one-line error; damaged inputs and impossible sizes too."""
 
@@ -17,12 +17,12 @@ import numpy as np
 import pytest
 import torch
 
-from alexnet import outputs
-from alexnet.checkpoint import convert_trusted, read_checkpoint
 from alexnet.cli import main
 from alexnet.errors import AlexNetError, short_reason
 from alexnet.models import check_input_size
+from alexnet.models.checkpoint import convert_trusted, read_checkpoint
 from alexnet.models.info import layer_table
+from alexnet.runtime import outputs
 from evaluate_helpers import make_checkpoint, make_folder
 from train_helpers import make_store
 
@@ -178,12 +178,12 @@ def test_train_and_prepare_into_an_impossible_folder(setup: dict[str, Path], tmp
 def test_neighbors_figure_needs_an_image_format_before_any_work(
         setup: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    import alexnet.scoring
+    import alexnet.evaluate.scoring
 
     def no_loading(*_args: object, **_kwargs: object) -> None:
         raise AssertionError("the model was loaded before the output was checked")
 
-    monkeypatch.setattr(alexnet.scoring, "load_models", no_loading)
+    monkeypatch.setattr(alexnet.evaluate.scoring, "load_models", no_loading)
     code, _, err = run(capsys, "neighbors", setup["ckpt"], "--data", setup["data"], "--figure",
                        tmp_path / "x.pt")
     one_line_error(code, err, "--figure", "png")
@@ -355,9 +355,9 @@ def test_report_on_a_cifar_run_uses_its_last_hidden_layer(tmp_path: Path,
 
 SLOW_WRITE = """
 import sys, time
-import alexnet.checkpoint, alexnet.outputs
+import alexnet.models.checkpoint, alexnet.runtime.outputs
 from alexnet.cli import main
-original = alexnet.outputs.atomic_write
+original = alexnet.runtime.outputs.atomic_write
 writes = []
 def slow(path, write, **options):
     def slowly(temporary):
@@ -368,7 +368,7 @@ def slow(path, write, **options):
                 print("WRITING", flush=True)
                 time.sleep(30)
     return original(path, slowly, **options)
-alexnet.checkpoint.atomic_write = slow
+alexnet.models.checkpoint.atomic_write = slow
 sys.exit(main(sys.argv[1:]))
 """
 

@@ -101,7 +101,7 @@ def test_missing_data_or_run_folder(run_dir: Path, tmp_path: Path) -> None:
 
 
 def test_data_from_config_prefers_the_prepared_store(tmp_path: Path) -> None:
-    from alexnet.report.build import data_from_config
+    from alexnet.data.store import data_from_config
 
     images = tmp_path / "imagenette"
     images.mkdir()

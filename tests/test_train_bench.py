@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from alexnet.cli import main
+from alexnet.runtime.device import autocast_dtype
 from alexnet.train.bench import TrainBenchConfig, run_train_benchmark
-from alexnet.train.step import autocast_dtype
 
 
 def test_bench_train_interleaves_baseline_and_candidates_and_prints_ratios(capsys) -> None:

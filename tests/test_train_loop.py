@@ -14,12 +14,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from alexnet.checkpoint import load_model, read_checkpoint
 from alexnet.errors import AlexNetError
-from alexnet.export import load_safetensors
 from alexnet.models import create_model
+from alexnet.models.checkpoint import load_model, load_safetensors, read_checkpoint
 from alexnet.train import loop, train
-from alexnet.train.checkpointing import RunFolder, load_matching_weights, starting_weights
+from alexnet.train.checkpointing import TrainingRun, load_matching_weights, starting_weights
 from alexnet.train.metrics import EPOCH_KEYS, STEP_KEYS
 from train_helpers import assert_same_weights, make_store, tiny_config, weights_of
 
@@ -211,7 +210,7 @@ def test_resuming_with_another_model_or_batch_is_refused(store: Path, tmp_path: 
 def test_newest_corrupt_checkpoint_falls_back_to_an_older_valid_one(store: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(tiny_config(store, run, max_steps=2, checkpoint_every_steps=1), log=lambda _: None)
-    folder = RunFolder(run)
+    folder = TrainingRun(run)
     assert [p.name for p in folder.step_files()] == ["step-0000001.pt", "step-0000002.pt"]
     # a half-written newer step file (as a non-atomic writer would leave) is ignored
     (run / "checkpoints" / "step-0000003.pt").write_bytes(b"PK\x03\x04 truncated")
@@ -231,7 +230,7 @@ def test_a_step_file_newer_than_last_pt_wins(store: Path, tmp_path: Path) -> Non
     checkpoints = run / "checkpoints"
     (checkpoints / "last.pt").unlink()
     os.link(checkpoints / "step-0000001.pt", checkpoints / "last.pt")
-    path, data = RunFolder(run).newest_valid()
+    path, data = TrainingRun(run).newest_valid()
     assert path.name == "step-0000002.pt" and data["training"]["step"] == 2
 
 
@@ -266,7 +265,7 @@ def test_train_keeps_freed_memory_while_it_runs_and_hands_it_back_at_the_end(
 def test_only_the_newest_checkpoints_are_kept(store: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
     train(tiny_config(store, run, checkpoint_every_steps=1, keep_checkpoints=2), log=lambda _: None)
-    assert [p.name for p in RunFolder(run).step_files()] == ["step-0000005.pt", "step-0000006.pt"]
+    assert [p.name for p in TrainingRun(run).step_files()] == ["step-0000005.pt", "step-0000006.pt"]
     assert (run / "checkpoints" / "best.pt").is_file()
 
 
@@ -277,7 +276,7 @@ def test_nan_loss_stops_with_a_message_and_keeps_the_last_good_checkpoint(store:
         train(tiny_config(store, run, lr=1e12, checkpoint_every_steps=1, precision="fp32"),
               log=lambda _: None)
     assert "last good one is intact" in str(error.value) and "\n" not in str(error.value)
-    _path, data = RunFolder(run).newest_valid()
+    _path, data = TrainingRun(run).newest_valid()
     assert data["training"]["step"] == 1
     assert all(torch.isfinite(t).all() for t in data["model"].values())
 

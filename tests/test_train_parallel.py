@@ -13,8 +13,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from alexnet.checkpoint import load_model
 from alexnet.models import create_model
+from alexnet.models.checkpoint import load_model
 from alexnet.train import train
 from alexnet.train.towers import TowerParallelAlexNet2012
 from train_helpers import make_store, tiny_config, weights_of

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from alexnet.train import train
-from alexnet.train.checkpointing import RunFolder
+from alexnet.train.checkpointing import TrainingRun
 from train_helpers import assert_same_weights, make_store, tiny_config, weights_of
 
 
@@ -59,7 +59,7 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(store: Path, 
     _wait_for(killed / "checkpoints" / "step-0000008.pt", process)  # in epoch 2
     process.send_signal(signal.SIGKILL)
     process.wait()
-    step = RunFolder(killed).newest_valid()[1]["training"]["step"]
+    step = TrainingRun(killed).newest_valid()[1]["training"]["step"]
     assert 8 <= step < 30, f"the kill came too late (step {step})"
 
     # the same command again resumes; meanwhile the reference runs through in this process
@@ -86,7 +86,7 @@ def test_sigterm_or_ctrl_c_writes_a_checkpoint_and_exits_cleanly(
     stdout, stderr = process.communicate(timeout=60)
     assert process.returncode == code, stderr  # the shell's 128 + signal number
     assert "Traceback" not in stderr and f"stopped by {signum.name} at step" in stderr
-    data = RunFolder(run).newest_valid()[1]
+    data = TrainingRun(run).newest_valid()[1]
     assert data["training"]["step"] >= 3
     assert "stopped" in stdout.splitlines()[0]
 
@@ -96,13 +96,13 @@ def test_a_kill_while_writing_checkpoints_never_corrupts_the_latest(tmp_path: Pa
     writer = tmp_path / "writer.py"
     writer.write_text(textwrap.dedent(f"""
         import torch
-        from alexnet.checkpoint import Checkpoint
+        from alexnet.models.checkpoint import Checkpoint
         from alexnet.models import create_model
-        from alexnet.train.checkpointing import RunFolder
+        from alexnet.train.checkpointing import TrainingRun
 
         model = create_model("alexnet2012", num_classes=10, width=0.5)  # ~16 MB a file
         info = Checkpoint("alexnet2012", {{"num_classes": 10, "width": 0.5}}, [], [], {{}})
-        run = RunFolder({str(tmp_path / "run")!r})
+        run = TrainingRun({str(tmp_path / "run")!r})
         start = run.newest_valid()
         step = start[1]["training"]["step"] if start else 0
         while True:
@@ -111,7 +111,7 @@ def test_a_kill_while_writing_checkpoints_never_corrupts_the_latest(tmp_path: Pa
                 model.features.conv1.bias.fill_(step)
             run.save(model, info, {{"step": step}}, step, keep=2, best=step % 3 == 0)
     """))
-    folder = RunFolder(tmp_path / "run")
+    folder = TrainingRun(tmp_path / "run")
     last_step = 0
     for delay in (0.05, 0.13, 0.02, 0.21, 0.08):  # a write of ~16 MB takes about this long
         process = subprocess.Popen([sys.executable, str(writer)], env=_environment(),

@@ -95,11 +95,11 @@ def test_a_fresh_launch_that_fails_leaves_a_run_folder(store: Path, tmp_path: Pa
 
 
 def test_fresh_leaves_a_folder_in_the_place_of_a_run_file(store: Path, tmp_path: Path) -> None:
-    from alexnet.train.checkpointing import RunFolder
+    from alexnet.train.checkpointing import TrainingRun
 
     run = tmp_path / "run"
     train(tiny_config(store, run, epochs=1, max_steps=1), log=_quiet)
     (run / "model.safetensors").unlink(missing_ok=True)
     (run / "model.safetensors").mkdir()
-    RunFolder(run).clear()  # no IsADirectoryError; the folder is the user's
+    TrainingRun(run).clear()  # no IsADirectoryError; the folder is the user's
     assert (run / "model.safetensors").is_dir() and not (run / "metrics.jsonl").exists()

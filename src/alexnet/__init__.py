@@ -7,6 +7,6 @@ these functions, which work the same from a notebook.
 
 from alexnet.errors import AlexNetError
 from alexnet.models import create_model, list_models
+from alexnet.runtime.provenance import VERSION as __version__
 
-__version__ = "0.1.0"
 __all__ = ["AlexNetError", "__version__", "create_model", "list_models"]

@@ -355,7 +355,7 @@ class Normalization:
                                f"images are {size}x{size}: use the store the stats came from")
 
     def to_preprocess(self, crop_size: int, image_size: int | None = None) -> dict[str, Any]:
-        """The checkpoint ``preprocess`` dict (alexnet.checkpoint) that rebuilds this."""
+        """The checkpoint ``preprocess`` dict (alexnet.models.checkpoint) that rebuilds this."""
         per_pixel = self.mean.dim() == 3
         image_size = self.image_size or image_size
         if image_size is None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
 from alexnet.errors import AlexNetError
@@ -55,12 +56,13 @@ def imagenet_categories() -> list[str]:
     return list(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
 
 
+def imagenet_wnids() -> list[str]:
+    """The 1000 ILSVRC-2012 wnids in class-index order (sorted), as the package ships them
+    (alexnet/data/imagenet_wnids.txt, from timm's ``imagenet_synsets.txt``)."""
+    return resources.files("alexnet.data").joinpath("imagenet_wnids.txt").read_text().split()
+
+
 def _packaged_wnids() -> list[str] | None:
-    """The 1000 sorted ImageNet-1k wnids the package ships (alexnet/imagenet_wnids.txt)."""
-    try:
-        from alexnet.pretrained import imagenet_wnids
-    except ImportError:
-        return None
     wnids = imagenet_wnids()
     return wnids if len(wnids) == 1000 else None
 

@@ -52,7 +52,8 @@ from alexnet.data.store import (
     read_manifest_unchecked,
 )
 from alexnet.errors import AlexNetError
-from alexnet.outputs import write_text, writes_into
+from alexnet.runtime.outputs import write_text, writes_into
+from alexnet.runtime.provenance import VERSION
 
 STATS_SPLIT = "train"  # §2: the mean "over the training set"
 CHECKPOINT_SECONDS = 5.0
@@ -375,9 +376,7 @@ def _now() -> str:
 def _versions() -> dict[str, str]:
     import PIL
 
-    from alexnet import __version__
-
-    return {"alexnet": __version__, "pillow": PIL.__version__, "numpy": np.__version__}
+    return {"alexnet": VERSION, "pillow": PIL.__version__, "numpy": np.__version__}
 
 
 # ----------------------------------------------------------------------------- one split

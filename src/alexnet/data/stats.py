@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet.outputs import atomic_write
+from alexnet.runtime.outputs import atomic_write
 
 STAT_NAMES = ("mean_image", "channel_mean", "channel_std", "rgb_covariance", "pca_eigval",
               "pca_eigvec")

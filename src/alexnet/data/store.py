@@ -139,6 +139,26 @@ def is_store_folder(root: str | os.PathLike[str]) -> bool:
     return (Path(root) / MANIFEST).is_file()
 
 
+def store_path(data: str, store_dir: str | os.PathLike[str], image_size: int) -> Path:
+    """Where ``alexnet train`` prepares ``data`` (an image folder or ``torchvision:NAME``)
+    into a store: ``store_dir/<folder name>-<image_size>``."""
+    name = data.split(":", 1)[1] if data.startswith("torchvision:") else Path(data).resolve().name
+    return Path(store_dir) / f"{name}-{image_size}"
+
+
+def data_from_config(config: dict[str, Any]) -> str | None:
+    """The data a run trained on, from its config.json: the store ``alexnet train`` prepared
+    from ``data`` when it is still there (no decoding needed), else ``data`` itself.
+    Relative paths are taken from the current folder, as training did."""
+    data = config.get("data")
+    if not isinstance(data, str) or not data:
+        return None
+    if is_store_folder(data) or "store_dir" not in config:
+        return data
+    store = store_path(data, str(config["store_dir"]), int(config.get("image_size", 256)))
+    return str(store) if is_store_folder(store) else data
+
+
 def read_manifest(root: str | os.PathLike[str]) -> dict[str, Any]:
     """manifest.json, checked: format, plain split names, and finished (see ``prepare``)."""
     manifest = read_manifest_unchecked(root)

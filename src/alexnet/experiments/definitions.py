@@ -295,7 +295,7 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
                 "paper": Scale("5 alexnet2012 models (seeds 0..4) with the paper's recipe",
                                "paper", _PAPER, seeds=5, machine="GPU")},
         notes="The seeds are the members: '1-cnn' is their mean, 'ensemble' their softmax "
-              "average (alexnet.evaluate with several models).",
+              "average (alexnet.evaluate.accuracy with several models).",
         min_seeds=2,
     ),
     Experiment(

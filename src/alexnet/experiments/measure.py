@@ -1,7 +1,7 @@
 """From finished runs to numbers, and from numbers to a plain verdict.
 
 A ``RunOutcome`` is what one trained (or ensembled) model gives: its per-epoch records
-(metrics.jsonl), its scores from ``alexnet.evaluate`` and, image by image, which test images
+(metrics.jsonl), its scores from ``alexnet.evaluate.accuracy`` and, image by image, which test images
 it got right (``ImageOutcomes``, with the images' identity so that two runs pair only when
 they were scored on the same images in the same order). ``METRICS`` turns outcomes into one
 number each; ``compare`` turns two variants' outcomes into a ``PairedEffect`` with a 95%
@@ -81,7 +81,7 @@ class ImageOutcomes:
 
     @classmethod
     def from_evaluation(cls, per_image: Any) -> ImageOutcomes:
-        """From alexnet.evaluate's ``EvalResult.per_image``."""
+        """From alexnet.evaluate.accuracy's ``EvalResult.per_image``."""
         return cls(np.asarray(per_image.indices, dtype=np.int64),
                    np.asarray(per_image.labels, dtype=np.int64),
                    np.asarray(per_image.top1_correct, dtype=bool),
@@ -126,7 +126,7 @@ class RunOutcome:
     """One model's results: epoch records of its training run and its evaluation."""
 
     epochs: list[dict[str, Any]]
-    top1_error: float | None  # fraction, from alexnet.evaluate (the variant's views)
+    top1_error: float | None  # fraction, from alexnet.evaluate.accuracy (the variant's views)
     top5_error: float | None
     n_images: int  # test images the errors were measured on
     seconds: float

@@ -25,7 +25,8 @@ from typing import Any
 from alexnet.errors import AlexNetError
 from alexnet.experiments.measure import METRICS, RunOutcome, Summary
 from alexnet.experiments.paired import bootstrap
-from alexnet.experiments.runner import ExperimentResult, git_commit, machine_description
+from alexnet.experiments.runner import ExperimentResult
+from alexnet.runtime import provenance
 
 FORMAT = "alexnet-experiment/2"  # /2: paired effects with intervals, per-image outcomes
 README_BEGIN = "<!-- experiments:begin -->"
@@ -37,7 +38,7 @@ def write(result: ExperimentResult, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result.experiment.name}-{result.scale}"
     paths = {"markdown": out / f"{stem}.md", "json": out / f"{stem}.json", "plot": out / f"{stem}.png"}
-    from alexnet.outputs import write_text
+    from alexnet.runtime.outputs import write_text
 
     write_text(paths["json"], json.dumps(to_json(result), indent=1) + "\n")
     plot(result, paths["plot"])
@@ -240,7 +241,7 @@ def plot(result: ExperimentResult, path: Path) -> None:
         _plot_bars(axes[0][0], result)
     figure.suptitle(f"{experiment.name} ({result.scale}): {result.verdict}", fontsize=10)
     figure.tight_layout()
-    from alexnet.outputs import save_figure
+    from alexnet.runtime.outputs import save_figure
 
     save_figure(figure, path, dpi=110)  # temp file + rename, as every output
     plt.close(figure)
@@ -330,7 +331,7 @@ def readme_table(paths: list[Path], readme: Path, command: str = "") -> str:
         minutes += float(record.get("wall_seconds") or 0.0) / 60
     written = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     rows += ["", f"Rewritten by `{command or 'alexnet.experiments.report.write_readme_table'}` "
-                 f"at {git_commit()} on {machine_description()}, {written}, from {len(paths)} "
+                 f"at {provenance.git_commit()} on {provenance.machine()}, {written}, from {len(paths)} "
                  f"results (their wall times add to {minutes:.1f} min; each linked table names "
                  "its own command, commit, CPU, versions and wall time)."]
     return "\n".join(rows)
@@ -351,7 +352,7 @@ def check_readme(readme: str | Path) -> str:
 
 def write_readme_table(readme: str | Path, paths: list[Path], command: str = "") -> Path:
     """Replace the table between README_BEGIN and README_END in ``readme``."""
-    from alexnet.outputs import write_text
+    from alexnet.runtime.outputs import write_text
 
     readme = Path(readme)
     text = check_readme(readme)

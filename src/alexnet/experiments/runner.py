@@ -3,7 +3,7 @@
 ``run_experiment(get("lrn"), "small")`` validates every config first, trains each distinct
 config once per seed with ``alexnet.train.train`` (variants that differ only in how they are
 scored - 10-crop, ensembles - share a run), scores the FINAL weights of each run with
-``alexnet.evaluate.evaluate`` (not the best epoch's: picking the best on the test split
+``alexnet.evaluate.accuracy.evaluate`` (not the best epoch's: picking the best on the test split
 would flatter every variant), and returns an ``ExperimentResult`` for ``report.write``.
 
 Training runs live in ``runs_dir/<variant>-seed<N>``; running the same command again
@@ -21,16 +21,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import torch
 
 from alexnet.data.prepare import prepare
 from alexnet.data.store import is_store_folder
@@ -53,7 +48,9 @@ from alexnet.experiments.registry import (
     Variant,
     seeds_for,
 )
-from alexnet.machine import describe_cpu
+from alexnet.runtime import provenance
+from alexnet.runtime.outputs import write_text
+from alexnet.runtime.run_folder import RunFolder
 from alexnet.train.config import TrainConfig
 
 
@@ -94,7 +91,7 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
                    command: str = "") -> ExperimentResult:
     """Train and score every variant of ``experiment`` at ``scale``; see the module doc."""
     start = time.time()
-    commit = git_commit()  # the code that runs, recorded before the (long) training
+    commit = provenance.git_commit()  # the code that runs, recorded before the (long) training
     seed_list = seeds_for(experiment, scale, seeds)
     runs = Path(runs_dir or Path("runs") / "experiments" / f"{experiment.name}-{scale}")
     metric = METRICS[experiment.metric]
@@ -183,7 +180,7 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
     return ExperimentResult(
         experiment=experiment, scale=scale, seeds=seed_list, variants=variants, effects=effects,
         verdict=overall([e.verdict for e in effects]), wall_seconds=time.time() - start,
-        commit=commit, machine=machine_description(), versions=_versions(),
+        commit=commit, machine=provenance.machine(), versions=provenance.versions(),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=command,
         regime=regime_record, definition=definition, sweep=sweep_record)
 
@@ -274,7 +271,7 @@ def _sweep(experiment: Experiment, scale: str, sweep: Sweep, runs: Path, data: s
                                        picked={sweep.key: value})
             run_dir = by_key.setdefault(_config_key(config),
                                         runs / "sweep" / f"{variant.name}-{sweep.key}{value}")
-            records = _epoch_records(run_dir)
+            records = RunFolder(run_dir).epoch_records()
             diverged = run_dir / "diverged.txt"
             if len(records) < sweep.epochs and not diverged.is_file():
                 try:
@@ -284,8 +281,8 @@ def _sweep(experiment: Experiment, scale: str, sweep: Sweep, runs: Path, data: s
                         raise
                     # a value too large for this net: it loses the sweep, and is not retried
                     log(f"[{experiment.name}] {run_dir.name} diverged: {error}")
-                    _write_text(diverged, f"{error}\n")
-                records = _epoch_records(run_dir)
+                    write_text(diverged, f"{error}\n")
+                records = RunFolder(run_dir).epoch_records()
             done = records and len(records) >= sweep.epochs and not diverged.is_file()
             results[str(value)] = records[-1]["train_loss"] if done else None
         known = [(error, i) for i, error in enumerate(results.values()) if error is not None]
@@ -294,7 +291,7 @@ def _sweep(experiment: Experiment, scale: str, sweep: Sweep, runs: Path, data: s
     record = {"key": sweep.key, "values": list(sweep.values), "epochs": sweep.epochs,
               "variants": variants}
     runs.mkdir(parents=True, exist_ok=True)
-    _write_text(runs / "sweep.json", json.dumps(record, indent=1) + "\n")
+    write_text(runs / "sweep.json", json.dumps(record, indent=1) + "\n")
     return record
 
 
@@ -314,8 +311,8 @@ def _calibrate(experiment: Experiment, rule: Plateau, plans: Plans, runs: Path, 
     config, run_dir = next(iter(plans[variant.name].values()))
     epochs, first = 0, True
     while True:
-        done = len(_epoch_records(run_dir)) if not (fresh and first) else 0
-        decision = plateau_decision(_epoch_records(run_dir) if done else [], rule)
+        done = len(RunFolder(run_dir).epoch_records()) if not (fresh and first) else 0
+        decision = plateau_decision(RunFolder(run_dir).epoch_records() if done else [], rule)
         if decision["decided"]:
             break
         epochs = min(rule.max_epochs, (done // rule.chunk + 1) * rule.chunk)
@@ -323,7 +320,7 @@ def _calibrate(experiment: Experiment, rule: Plateau, plans: Plans, runs: Path, 
         first = False
     record = {"rule": "plateau", **dataclasses.asdict(rule), **decision, "run": run_dir.name}
     runs.mkdir(parents=True, exist_ok=True)
-    _write_text(path, json.dumps(record, indent=1) + "\n")
+    write_text(path, json.dumps(record, indent=1) + "\n")
     return record
 
 
@@ -351,7 +348,7 @@ def _until_train_error(variant: Variant, rule: UntilTrainError, config: TrainCon
                        run_dir: Path, fresh: bool, train_run: TrainRun) -> dict[str, Any]:
     first = True
     while True:
-        records = [] if fresh and first else _epoch_records(run_dir)
+        records = [] if fresh and first else RunFolder(run_dir).epoch_records()
         reached = next((int(r["epoch"]) for r in records
                         if r["train_top1_error"] <= rule.target), None)
         if reached is not None or len(records) >= rule.max_epochs:
@@ -376,32 +373,26 @@ def _add_train_seconds(run_dir: Path, seconds: float, fresh: bool) -> float:
     path = run_dir / "experiment.json"
     before = 0.0 if fresh or not path.is_file() else float(json.loads(path.read_text())["train_seconds"])
     total = before + seconds
-    _write_text(path, json.dumps({"train_seconds": round(total, 1)}) + "\n")
+    write_text(path, json.dumps({"train_seconds": round(total, 1)}) + "\n")
     return total
-
-
-def _write_text(path: Path, text: str) -> None:
-    from alexnet.outputs import write_text
-
-    write_text(path, text)
 
 
 def _score(run_dirs: list[Path], source: Any, variant: Variant, seed: int | None,
            seconds: float) -> RunOutcome:
-    from alexnet.checkpoint import load_model
-    from alexnet.evaluate import evaluate
-    from alexnet.scoring import LoadedModel
+    from alexnet.evaluate.accuracy import evaluate
+    from alexnet.evaluate.scoring import LoadedModel
+    from alexnet.models.checkpoint import load_model
 
     models = []
     for run_dir in run_dirs:
-        checkpoint = run_dir / "checkpoints" / "last.pt"
+        checkpoint = RunFolder(run_dir).last
         if not checkpoint.is_file():
             raise AlexNetError(f"{checkpoint} is missing: the run did not finish; run the same "
                                "command again to resume it")
         model, info = load_model(checkpoint)
         models.append(LoadedModel(model, info, run_dir.name))
     result = evaluate(models, source, views=variant.views, progress=False)
-    epochs = [] if variant.ensemble else _epoch_records(run_dirs[0])
+    epochs = [] if variant.ensemble else RunFolder(run_dirs[0]).epoch_records()
     per_image = None if result.per_image is None else ImageOutcomes.from_evaluation(result.per_image)
     return RunOutcome(epochs, result.top1_error, result.top5_error, result.n_images, seconds, seed,
                       per_image)
@@ -409,26 +400,11 @@ def _score(run_dirs: list[Path], source: Any, variant: Variant, seed: int | None
 
 def _test_images(config: TrainConfig) -> Any:
     """The split the runs were validated on, from the store training read."""
-    from alexnet.inputs import open_images
+    from alexnet.evaluate.inputs import open_images
     from alexnet.train.data import store_root
-    from alexnet.train.distributed import Distributed
 
-    root = store_root(config, Distributed(), lambda _line: None)
+    root = store_root(config, say=lambda _line: None)
     return open_images(root, config.val_split)
-
-
-def _epoch_records(run_dir: Path) -> list[dict[str, Any]]:
-    """metrics.jsonl's epoch records, the last one of each epoch (a resumed run repeats)."""
-    path = run_dir / "metrics.jsonl"
-    if not path.is_file():
-        return []
-    records: dict[int, dict[str, Any]] = {}
-    for line in path.read_text().splitlines():
-        if line.strip():
-            record = json.loads(line)
-            if record.get("kind") == "epoch":
-                records[int(record["epoch"])] = record
-    return [records[e] for e in sorted(records)]
 
 
 def _config_key(config: TrainConfig, with_epochs: bool = True) -> str:
@@ -447,31 +423,3 @@ def _format_value(value: float | None, lower_bound: bool) -> str:
     if value is None:
         return "n/a"
     return f"{'>=' if lower_bound else ''}{value:.2f}"
-
-
-def git_commit() -> str | None:
-    """HEAD of the checkout this package runs from, with '+dirty' for uncommitted changes."""
-    root = Path(__file__).resolve().parents[3]
-    try:
-        head = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=5, check=False).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--",
-                                "src"], capture_output=True, text=True, timeout=5,
-                               check=False).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return f"{head}{'+dirty' if dirty else ''}" if head else None
-
-
-def machine_description() -> str:
-    text = f"{describe_cpu()}, {platform.system()}"
-    if torch.cuda.is_available():
-        text += f", {torch.cuda.device_count()} x {torch.cuda.get_device_name(0)}"
-    return text
-
-
-def _versions() -> dict[str, str]:
-    import alexnet
-
-    return {"alexnet": alexnet.__version__, "torch": torch.__version__,
-            "numpy": np.__version__, "python": platform.python_version()}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import subprocess
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,18 +22,20 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision
 
 from alexnet.data.augment import center_boxes
+from alexnet.data.store import data_from_config
 from alexnet.errors import AlexNetError, check_non_negative, check_positive
-from alexnet.evaluate import PAPER_TABLE2, EvalResult, evaluate
-from alexnet.inputs import ImageSource, fetch_images, open_images, spread_indices
-from alexnet.machine import cpu_name
-from alexnet.outputs import check_output_file, check_output_folder, write_json, writes_into
+from alexnet.evaluate.accuracy import PAPER_TABLE2, EvalResult, evaluate
+from alexnet.evaluate.inputs import ImageSource, fetch_images, open_images, spread_indices
+from alexnet.evaluate.scoring import LoadedModel, ScoringModel, load_models
 from alexnet.report import figures
 from alexnet.report.html import FigureRef, Page, Table, write_page
 from alexnet.report.kernels import conv1_weight, initial_conv1, kernel_measures, measures_table_rows
-from alexnet.scoring import LoadedModel, ScoringModel, load_models, resolve_device
+from alexnet.runtime import provenance
+from alexnet.runtime.device import resolve_device
+from alexnet.runtime.outputs import check_output_file, check_output_folder, write_json, writes_into
+from alexnet.runtime.run_folder import RunFolder
 
 
 @dataclass
@@ -67,30 +68,6 @@ class ReportOptions:
         check_non_negative(code_bits=self.code_bits)
 
 
-def read_run(run_dir: Path) -> tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any]]:
-    """config.json, metrics.jsonl records and summary.json (empty when absent)."""
-    def read_json(name: str) -> dict[str, Any]:
-        path = run_dir / name
-        try:
-            return json.loads(path.read_text()) if path.is_file() else {}
-        except json.JSONDecodeError as error:
-            raise AlexNetError(f"{path} is not valid JSON: {error}") from error
-
-    metrics: list[dict[str, Any]] = []
-    path = run_dir / "metrics.jsonl"
-    if path.is_file():
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                metrics.append(json.loads(line))
-            except json.JSONDecodeError:
-                # A run killed mid-write leaves a partial last line; anything else is damage.
-                if number != len(path.read_text().splitlines()):
-                    raise AlexNetError(f"{path}:{number} is not valid JSON") from None
-    return read_json("config.json"), metrics, read_json("summary.json")
-
-
 def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     flat: dict[str, Any] = {}
     for key, value in config.items():
@@ -102,46 +79,13 @@ def flatten(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def data_from_config(config: dict[str, Any]) -> str | None:
-    """The data a run was trained on: the store ``alexnet train`` prepared from ``data``
-    (``store_dir/<name>-<image_size>``, no decoding needed) when it is still there, else
-    ``data`` itself. Relative paths are taken from the current folder, as training did."""
-    data = config.get("data")
-    if not isinstance(data, str) or not data:
-        return None
-    if (Path(data) / "manifest.json").is_file() or "store_dir" not in config:
-        return data
-    name = data.split(":", 1)[1] if data.startswith("torchvision:") else Path(data).resolve().name
-    store = Path(str(config["store_dir"])) / f"{name}-{config.get('image_size', 256)}"
-    return str(store) if (store / "manifest.json").is_file() else data
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent,
-                             capture_output=True, text=True, timeout=5, check=True)
-        return out.stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def environment(device: torch.device) -> dict[str, str]:
+    """This report's provenance, keyed as config.json keys the training run's (flattened)."""
     accelerator = torch.cuda.get_device_name(device) if device.type == "cuda" else "none"
-    return {
-        "python": platform.python_version(), "torch": torch.__version__,
-        "torchvision": torchvision.__version__, "numpy": np.__version__,
-        "platform": platform.platform(), "cpu": cpu_name(), "cpu cores": str(os.cpu_count()),
-        "device": str(device), "accelerator": accelerator, "git commit": git_commit(),
-    }  # fmt: skip
-
-
-def find_checkpoint(run_dir: Path, given: str | None) -> Path | None:
-    if given:
-        return Path(given)
-    for name in ("best.pt", "last.pt"):
-        if (run_dir / "checkpoints" / name).is_file():
-            return run_dir / "checkpoints" / name
-    return None
+    return {**provenance.versions(), "machine": provenance.machine(),
+            "platform": platform.platform(), "cpu cores": str(os.cpu_count()),
+            "device": str(device), "accelerator": accelerator,
+            "git_commit": provenance.git_commit() or "unknown"}
 
 
 def display_crop(images: np.ndarray, scorer: ScoringModel) -> np.ndarray:
@@ -225,8 +169,9 @@ def build_report(run_dir: str | os.PathLike[str], options: ReportOptions | None 
     run = Path(run_dir)
     if not run.is_dir():
         raise AlexNetError(f"run folder not found: {run}")
-    config, metrics, summary = read_run(run)
-    checkpoint = find_checkpoint(run, options.checkpoint)
+    folder = RunFolder(run)
+    config, metrics, summary = folder.read_config(), folder.read_metrics(), folder.read_summary()
+    checkpoint = Path(options.checkpoint) if options.checkpoint else folder.checkpoint()
     if not (config or metrics or checkpoint):
         raise AlexNetError(f"{run} is not a run folder (no config.json, metrics.jsonl or checkpoints/)")
     # where the report goes, checked before the evaluation: writable, and never an input
@@ -306,8 +251,8 @@ def _short(value: Any, limit: int = 140) -> str:
 
 def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, options: ReportOptions,
                        figures_dir: Path, page: Page) -> tuple[list[EvalResult], dict[str, Any]]:
-    from alexnet.binary_codes import CodeConfig, measure_codes
-    from alexnet.inference import extract_features, find_neighbors
+    from alexnet.evaluate.binary_codes import CodeConfig, measure_codes
+    from alexnet.evaluate.inference import extract_features, find_neighbors
 
     size = scorer.image_size
     source = open_images(data, options.split, size)

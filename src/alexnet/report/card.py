@@ -22,20 +22,17 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
-from alexnet.checkpoint import Checkpoint
+from alexnet.data.store import data_from_config
 from alexnet.errors import AlexNetError
-from alexnet.hub import CARD, CONFIG, WEIGHTS, from_pretrained, is_hf_folder, save_pretrained
+from alexnet.evaluate.scoring import LoadedModel, load_models
+from alexnet.models.checkpoint import Checkpoint
+from alexnet.models.hub import CARD, CONFIG, WEIGHTS, from_pretrained, is_hf_folder, save_pretrained
 from alexnet.models.registry import MODELS
-from alexnet.outputs import check_output_folder, make_folder, output_errors
-from alexnet.report.build import (
-    cpu_name,
-    data_from_config,
-    find_checkpoint,
-    flatten,
-    git_commit,
-    read_run,
-)
-from alexnet.scoring import LoadedModel, load_models
+from alexnet.report.build import flatten
+from alexnet.runtime import provenance
+from alexnet.runtime.machine import cpu_name
+from alexnet.runtime.outputs import check_output_folder, make_folder, output_errors
+from alexnet.runtime.run_folder import RunFolder
 
 
 @dataclass
@@ -53,14 +50,14 @@ def resolve_run(path: str | os.PathLike[str]) -> tuple[Path, Path | None]:
     """(checkpoint, run folder or None) for a run folder or a checkpoint file."""
     path = Path(path)
     if path.is_dir():
-        checkpoint = find_checkpoint(path, None)
+        checkpoint = RunFolder(path).checkpoint()
         if checkpoint is None:
             raise AlexNetError(f"{path} is a folder without checkpoints/best.pt or last.pt; give a run "
                                "folder or a checkpoint file")
         return checkpoint, path
     # RUN/checkpoints/best.pt: the run folder is two levels up
     run = path.parent.parent if path.parent.name == "checkpoints" else None
-    return path, run if run is not None and (run / "config.json").is_file() else None
+    return path, run if run is not None and RunFolder(run).config.is_file() else None
 
 
 def _percent(error: float | None) -> str:
@@ -79,7 +76,9 @@ def _store_facts(config: dict[str, Any]) -> dict[str, Any]:
 def model_card(loaded: LoadedModel, run: Path | None, directory_name: str) -> ModelCard:
     """The README.md of the Hugging Face folder, from the run folder's records."""
     info: Checkpoint = loaded.info
-    config, _, summary = read_run(run) if run is not None else ({}, [], {})
+    folder = RunFolder(run) if run is not None else None
+    config = folder.read_config() if folder else {}
+    summary = folder.read_summary() if folder else {}
     if not config:
         config = dict(info.training.get("config") or {})
     spec = MODELS.get(info.model_name)
@@ -135,7 +134,7 @@ def model_card(loaded: LoadedModel, run: Path | None, directory_name: str) -> Mo
     lines += [f"- device: {config.get('device', 'not recorded')} x {config.get('world_size', 1)}; "
               f"versions: {', '.join(f'{k} {v}' for k, v in versions.items()) or 'not recorded'}; "
               f"commit {config.get('git_commit') or 'not recorded'}",
-              f"- card written on {cpu_name()} (commit {git_commit()}), "
+              f"- card written on {cpu_name()} (commit {provenance.git_commit() or 'unknown'}), "
               f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M UTC}", ""]
     if config:
         recipe = {k: v for k, v in flatten(config).items() if not k.startswith("versions.")}
@@ -151,7 +150,7 @@ def model_card(loaded: LoadedModel, run: Path | None, directory_name: str) -> Mo
               "photos with their biases; not for decisions about people.", ""]
 
     lines += ["## How to load", "", "```python",
-              "from alexnet.hub import AlexNetHub, from_pretrained",
+              "from alexnet.models.hub import AlexNetHub, from_pretrained",
               f'model, info = from_pretrained("{directory_name}")  # network (eval) + classes, preprocess',
               f'hub = AlexNetHub.from_pretrained("{directory_name}")  # the mixin: same weights',
               "import torch",

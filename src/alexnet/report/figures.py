@@ -17,8 +17,8 @@ import torch
 from matplotlib.figure import Figure
 from torch import nn
 
-from alexnet.outputs import save_figure
 from alexnet.report.kernels import adjacent_correlation, colour_specificity
+from alexnet.runtime.outputs import save_figure
 
 TRUE_COLOR = "#d62728"  # the true class's bar, as the paper's red bars in Fig. 4
 OTHER_COLOR = "#1f77b4"
@@ -26,7 +26,7 @@ OTHER_COLOR = "#1f77b4"
 
 def _save(figure: Figure, path: str | os.PathLike[str], dpi: int = 110,
           inputs: Sequence[str | os.PathLike[str]] = ()) -> Path:
-    """Render to a temporary file beside ``path``, then rename (``alexnet.outputs``)."""
+    """Render to a temporary file beside ``path``, then rename (``alexnet.runtime.outputs``)."""
     return save_figure(figure, path, inputs=inputs, dpi=dpi, bbox_inches="tight")
 
 

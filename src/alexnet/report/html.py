@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alexnet.outputs import check_output_file, write_text
+from alexnet.runtime.outputs import check_output_file, write_text
 
 
 @dataclass

@@ -39,10 +39,11 @@ import torchvision
 from torch import nn
 
 from alexnet.errors import AlexNetError, check_non_negative, check_positive
-from alexnet.machine import describe_cpu
 from alexnet.models import check_input_size, create_model
 from alexnet.models.info import mult_adds
-from alexnet.train.step import TrainStep, autocast_dtype, sgd
+from alexnet.runtime.device import PRECISION_NAMES, autocast_dtype
+from alexnet.runtime.machine import describe_cpu
+from alexnet.train.step import TrainStep, sgd
 
 
 @dataclass
@@ -341,11 +342,10 @@ def _peer_step(device: torch.device, config: TrainBenchConfig) -> tuple[Callable
         scaler.step(optimizer)
         scaler.update()
 
-    name = _PRECISION_NAMES[precision]
+    name = PRECISION_NAMES[precision]
     return (step if precision is not None else _true_fp32(step)), name
 
 
-_PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
 
 
 def _true_fp32(step: Callable[[], None]) -> Callable[[], None]:
@@ -405,7 +405,7 @@ def run_train_benchmark(config: TrainBenchConfig, log: Callable[[str], None] = p
     else:
         name = f"{describe_cpu()}, {torch.get_num_threads()} threads"
     precision = autocast_dtype(device, config.precision)
-    precision_name = _PRECISION_NAMES[precision]
+    precision_name = PRECISION_NAMES[precision]
     suffix = ", ".join(filter(None, [
         precision_name,
         "channels_last" if config.channels_last else "NCHW",

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from alexnet.data.augment import TrainAugment
-from alexnet.data.store import MANIFEST, ImageStore, open_store
+from alexnet.data.store import MANIFEST, ImageStore, is_store_folder, open_store, store_path
 from alexnet.errors import AlexNetError
 from alexnet.train import distributed as dist_utils
 from alexnet.train.config import TrainConfig
@@ -65,19 +65,17 @@ def open_training_data(config: TrainConfig, world: dist_utils.Distributed,
     return TrainingData(train, val, scale)
 
 
-def store_root(config: TrainConfig, world: dist_utils.Distributed,
-               say: Callable[[str], None]) -> Path:
-    """The store to train from, preparing ``config.data`` into one when it is not a store."""
+def store_root(config: TrainConfig, world: dist_utils.Distributed | None = None,
+               say: Callable[[str], None] = print) -> Path:
+    """The store to train from, preparing ``config.data`` into one when it is not a store
+    (once, on the main process: ``store_path`` says where)."""
     data = config.data
     if not data.startswith("torchvision:"):
-        path = Path(data)
-        if (path / MANIFEST).is_file():
-            return path
-        check_data_path(path)
-        name = path.resolve().name
-    else:
-        name = data.split(":", 1)[1]
-    dest = Path(config.store_dir) / f"{name}-{config.image_size}"
+        if is_store_folder(data):
+            return Path(data)
+        check_data_path(Path(data))
+    world = world or dist_utils.Distributed()
+    dest = store_path(data, config.store_dir, config.image_size)
     if world.is_main:  # prepare is idempotent: a finished store is only checked, not redone
         from alexnet.data.prepare import prepare
 

@@ -22,6 +22,7 @@ import torch
 import torch.distributed as dist
 
 from alexnet.errors import AlexNetError
+from alexnet.runtime.device import resolve_device
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,8 @@ def init_distributed(device: torch.device) -> Distributed:
 
 def rank_device(requested: str) -> torch.device:
     """The device this process trains on: ``cuda:LOCAL_RANK`` under torchrun with GPUs."""
-    if requested == "auto":
-        requested = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(requested)
-    except RuntimeError as error:
-        raise AlexNetError(f"unknown device {requested!r} (e.g. cpu, cuda, cuda:1)") from error
+    device = resolve_device(requested)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise AlexNetError(f"device {requested}: no CUDA device is available; use --device cpu")
         if launched_by_torchrun():
             device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         elif device.index is None:

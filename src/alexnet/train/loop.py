@@ -18,9 +18,7 @@ masks of an uninterrupted one, with no generator state to carry.
 from __future__ import annotations
 
 import math
-import platform
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
@@ -33,28 +31,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet.allocator import release_freed_memory, reuse_freed_memory
-from alexnet.checkpoint import Checkpoint, unwrap
 from alexnet.data.augment import AugmentConfig, EvalTransform, TrainAugment
 from alexnet.data.loader import StoreLoader
 from alexnet.data.store import ImageStore
 from alexnet.errors import AlexNetError
-from alexnet.machine import cpu_precision_reason
 from alexnet.models import create_model
-from alexnet.outputs import writes_into
+from alexnet.models.checkpoint import Checkpoint, unwrap
+from alexnet.runtime import provenance
+from alexnet.runtime.allocator import release_freed_memory, reuse_freed_memory
+from alexnet.runtime.device import PRECISION_NAMES, autocast_dtype, configure_determinism
+from alexnet.runtime.machine import cpu_precision_reason
+from alexnet.runtime.outputs import writes_into
 from alexnet.train import distributed as dist_utils
-from alexnet.train.checkpointing import RunFolder, load_matching_weights, starting_weights
+from alexnet.train.checkpointing import TrainingRun, load_matching_weights, starting_weights
 from alexnet.train.config import TrainConfig
 from alexnet.train.data import check_data_path, open_training_data
 from alexnet.train.metrics import Console, MetricsLog, use_progress_bar
 from alexnet.train.schedule import LearningRate, lighting_at, parameter_groups
-from alexnet.train.step import (
-    TrainStep,
-    autocast_dtype,
-    configure_determinism,
-    load_optimizer_state,
-    make_optimizer,
-)
+from alexnet.train.step import TrainStep, load_optimizer_state, make_optimizer
 
 # Config fields that fix what a checkpoint is: resuming with other values would silently
 # train something else, so they must match (the schedule and logging may change).
@@ -111,7 +105,7 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
     console = Console(use_progress_bar(config.progress), enabled=main)
     say = log or console.print
     say = say if main else (lambda _line: None)
-    run = RunFolder(config.out)
+    run = TrainingRun(config.out)
     if config.towers_on_devices is not None and world.enabled:
         raise AlexNetError("towers_on_devices (model parallelism) cannot be combined with torchrun "
                            "data parallelism in this implementation; use one or the other")
@@ -519,7 +513,7 @@ def evaluate(model: nn.Module, loader: StoreLoader, input_scale: float,
             "top5_error": 1 - sums[2].item() / images}
 
 
-def _save(run: RunFolder, model: nn.Module, info: Checkpoint, optimizer: torch.optim.Optimizer,
+def _save(run: TrainingRun, model: nn.Module, info: Checkpoint, optimizer: torch.optim.Optimizer,
           schedule: LearningRate, scaler: torch.amp.GradScaler, loader: StoreLoader, step: int,
           epoch: int, best_error: float, best_epoch: int, totals: _EpochTotals | None,
           config: TrainConfig, world: dist_utils.Distributed, best: bool,
@@ -547,12 +541,12 @@ def _save(run: RunFolder, model: nn.Module, info: Checkpoint, optimizer: torch.o
     return run.last if path is not None else None
 
 
-def _finish(result: TrainResult, run: RunFolder, model: nn.Module, info: Checkpoint,
+def _finish(result: TrainResult, run: TrainingRun, model: nn.Module, info: Checkpoint,
             val_loader: StoreLoader | None, center: EvalTransform, input_scale: float,
             precision: torch.dtype | None, world: dist_utils.Distributed, device: torch.device,
             config: TrainConfig) -> None:
     """Load the best weights, write model.safetensors, score them (centre and 10 crops)."""
-    from alexnet.checkpoint import read_checkpoint
+    from alexnet.models.checkpoint import read_checkpoint
 
     best = read_checkpoint(run.best)
     unwrap(model).load_state_dict(best["model"])
@@ -571,7 +565,7 @@ def _finish(result: TrainResult, run: RunFolder, model: nn.Module, info: Checkpo
                                        device)
 
 
-def _summary_lines(result: TrainResult, run: RunFolder, best_epoch: int) -> list[str]:
+def _summary_lines(result: TrainResult, run: TrainingRun, best_epoch: int) -> list[str]:
     minutes = result.seconds / 60
     lines = [f"{result.status}: {result.epochs} epochs, {result.steps} steps in {minutes:.1f} min "
              f"({result.images_per_s:.0f} images/s, data wait {result.data_wait_fraction:.1%})"]
@@ -595,7 +589,7 @@ def _summary_lines(result: TrainResult, run: RunFolder, best_epoch: int) -> list
     return lines
 
 
-def _summary_record(result: TrainResult, run: RunFolder, best_epoch: int) -> dict[str, Any]:
+def _summary_record(result: TrainResult, run: TrainingRun, best_epoch: int) -> dict[str, Any]:
     return {
         "status": result.status, "epochs": result.epochs, "steps": result.steps,
         "seconds": round(result.seconds, 1), "images_per_s": result.images_per_s,
@@ -612,27 +606,12 @@ def _summary_record(result: TrainResult, run: RunFolder, best_epoch: int) -> dic
 def _config_record(config: TrainConfig, preset: str | None, device: torch.device,
                    world: dist_utils.Distributed) -> dict[str, Any]:
     """config.json: every TrainConfig field at the top level, then how the run was made."""
-    import torchvision
-
-    import alexnet
-
     return {
         **config.to_dict(), "preset": preset, "device": str(device),
-        "world_size": world.world_size,
-        "versions": {"alexnet": alexnet.__version__, "torch": torch.__version__,
-                     "torchvision": torchvision.__version__, "python": platform.python_version()},
-        "git_commit": _git_commit(), "command": " ".join(sys.argv),
+        "world_size": world.world_size, "versions": provenance.versions(),
+        "machine": provenance.machine(), "git_commit": provenance.git_commit(),
+        "command": " ".join(sys.argv),
     }
-
-
-def _git_commit() -> str | None:
-    try:
-        root = Path(__file__).resolve().parents[3]
-        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
-                             text=True, timeout=5, check=False)
-        return out.stdout.strip() or None
-    except (OSError, subprocess.SubprocessError):
-        return None
 
 
 def _rng_state() -> dict[str, Any]:
@@ -716,4 +695,4 @@ def _describe(model: nn.Module) -> str:
 
 
 def _precision_name(dtype: torch.dtype | None) -> str:
-    return {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[dtype]
+    return f"{PRECISION_NAMES[dtype]} autocast" if dtype is not None else "fp32"

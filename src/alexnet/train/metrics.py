@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from alexnet.outputs import write_text
+from alexnet.runtime.outputs import write_text
 
 STEP_KEYS = ("kind", "epoch", "step", "loss", "lr", "train_top1_error", "train_top5_error",
              "images_per_s", "data_wait_fraction", "time")

@@ -9,7 +9,6 @@ weights and the optimizer stay fp32 in every case (autocast casts per operation)
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import torch
@@ -17,44 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet.errors import AlexNetError
-from alexnet.machine import cpu_bf16_is_fast
 from alexnet.train import distributed as dist_utils
-
-
-def cpu_has_fast_bf16() -> bool:
-    """Native bf16 (AMX or AVX-512 BF16) that measures faster than fp32 on this CPU: the
-    fast path is chosen by what the machine does, not by its name (alexnet/machine.py)."""
-    return cpu_bf16_is_fast()
-
-
-def autocast_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
-    """The autocast dtype for ``precision`` (auto | bf16 | fp16 | fp32); None: plain fp32."""
-    if precision == "fp32":
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    if precision == "fp16":
-        if device.type != "cuda":
-            raise AlexNetError("precision fp16 is for GPUs; use bf16 or fp32 on a CPU")
-        return torch.float16
-    if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16 if device.type == "cpu" and cpu_has_fast_bf16() else None
-
-
-def configure_determinism(deterministic: bool, device: torch.device) -> None:
-    """--deterministic: deterministic kernels only (an error if an op has none), no cuDNN
-    autotuning. Otherwise let cuDNN pick the fastest convolution algorithms per shape."""
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = not deterministic
-        torch.backends.cudnn.deterministic = deterministic
-        # TF32 tensor cores for what runs in fp32 (precision=fp32); exact fp32 when deterministic
-        torch.backends.cuda.matmul.allow_tf32 = not deterministic
-        torch.backends.cudnn.allow_tf32 = not deterministic
-    if deterministic:
-        # cuBLAS needs this set before its first call for deterministic matmuls
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-    torch.use_deterministic_algorithms(deterministic)
 
 
 def sgd(param_groups: list[dict[str, Any]], **options: Any) -> torch.optim.SGD:

@@ -22,15 +22,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from alexnet.checkpoint import Checkpoint, load_model
 from alexnet.data.augment import VIEWS, EvalTransform
 from alexnet.errors import AlexNetError, unknown_choice
-from alexnet.hub import from_pretrained, is_hf_folder
-from alexnet.onnx_model import is_onnx, load_onnx
-from alexnet.train.step import autocast_dtype
+from alexnet.evaluate.onnx_model import is_onnx, load_onnx
+from alexnet.models.checkpoint import Checkpoint, load_model
+from alexnet.models.hub import from_pretrained, is_hf_folder
+from alexnet.runtime.device import PRECISION_NAMES, PRECISIONS, autocast_dtype
 
 VIEW_ALIASES = {"10crop": "ten_crop"}
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 LABEL_SPACES = ("data", "model")
 
 
@@ -70,25 +69,13 @@ def load_models(
             raise AlexNetError(message + hint) from error
         loaded.append(LoadedModel(model, info, Path(path).name))
     if weights == "torchvision":
-        from alexnet.pretrained import WEIGHTS_NAME, torchvision_alexnet
+        from alexnet.models.pretrained import WEIGHTS_NAME, torchvision_alexnet
 
         model, info = torchvision_alexnet(weights_file)
         loaded.append(LoadedModel(model, info, f"torchvision {WEIGHTS_NAME}"))
     if not loaded:
         raise AlexNetError("no model given: pass checkpoint files or --weights torchvision")
     return loaded
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        resolved = torch.device(device)
-    except RuntimeError as error:
-        raise AlexNetError(f"unknown device {device!r} (e.g. cpu, cuda, cuda:1)") from error
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise AlexNetError(f"--device {device}: no CUDA device is available here; use --device cpu")
-    return resolved
 
 
 def canonical_view(views: str) -> str:
@@ -107,7 +94,7 @@ class ScoringModel:
         self.info = loaded.info
         if precision not in PRECISIONS:
             raise unknown_choice("precision", precision, PRECISIONS)
-        # an int8 graph (alexnet.onnx_model) has its own arithmetic: no autocast, and it runs
+        # an int8 graph (alexnet.evaluate.onnx_model) has its own arithmetic: no autocast, and it runs
         # in onnxruntime on the CPU whatever the device (its views are cut there too)
         self.int8 = getattr(loaded.model, "precision", None) == "int8"
         self.device = torch.device("cpu") if self.int8 else device
@@ -131,7 +118,7 @@ class ScoringModel:
     def precision(self) -> str:
         if self.int8:
             return "int8"
-        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.autocast]
+        return PRECISION_NAMES[self.autocast]
 
     def resize(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (B, S, S, 3) -> uint8 (B, image_size, image_size, 3) on the model's device;

@@ -1,6 +1,6 @@
 """An int8 ONNX graph (``alexnet export --format onnx --int8``) as a model the scorer can run.
 
-``alexnet.quantize`` writes the graph; this module reads it back for ``alexnet evaluate``,
+``alexnet.evaluate.quantize`` writes the graph; this module reads it back for ``alexnet evaluate``,
 ``predict`` and ``features``: ``load_onnx(path)`` returns an ``OnnxNetwork`` (an
 ``nn.Module`` whose forward runs an onnxruntime session on the CPU) and the same
 ``Checkpoint`` facts a ``.pt`` file gives, so ``ScoringModel`` cuts the identical views with
@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from alexnet.checkpoint import Checkpoint
 from alexnet.errors import AlexNetError
+from alexnet.models.checkpoint import Checkpoint
 
 INT8_FORMAT = "alexnet-int8-onnx/1"
 LOGITS = "logits"

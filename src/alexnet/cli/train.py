@@ -16,8 +16,8 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from alexnet.cli import command, parse_options
-from alexnet.commands.bench import benchmark
+from alexnet.cli.bench import benchmark
+from alexnet.cli.main import command, parse_options
 from alexnet.errors import AlexNetError
 
 # flags that take KEY=VALUE pairs, for the dict-valued fields

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from alexnet.errors import AlexNetError, check_positive
-from alexnet.inference import nearest_neighbors
+from alexnet.evaluate.inference import nearest_neighbors
 
 
 @dataclass

@@ -16,13 +16,12 @@ from typing import Any
 
 from torch import nn
 
-from alexnet.checkpoint import Checkpoint, load_model
 from alexnet.errors import AlexNetError
-from alexnet.export import load_safetensors
-from alexnet.hub import from_pretrained, is_hf_folder
 from alexnet.models import create_model
+from alexnet.models.checkpoint import Checkpoint, load_model, load_safetensors
+from alexnet.models.hub import from_pretrained, is_hf_folder
 from alexnet.models.registry import model_options
-from alexnet.report.build import find_checkpoint
+from alexnet.runtime.run_folder import RunFolder
 
 
 def load_weights(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint]:
@@ -33,7 +32,7 @@ def load_weights(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint]:
     if is_hf_folder(path):
         return from_pretrained(path)
     if path.is_dir():
-        checkpoint = find_checkpoint(path, None)
+        checkpoint = RunFolder(path).checkpoint()
         if checkpoint is None:
             raise AlexNetError(f"weights={path} is a folder with no checkpoints/best.pt or last.pt and "
                                "no config.json + model.safetensors; give a run folder, a checkpoint or "

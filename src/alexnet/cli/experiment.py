@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from alexnet.cli import command
+from alexnet.cli.main import command
 from alexnet.errors import AlexNetError
 
 

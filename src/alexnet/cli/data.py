@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli import command
-from alexnet.commands.bench import benchmark
+from alexnet.cli.bench import benchmark
+from alexnet.cli.main import command
 from alexnet.data.images import DEFAULT_MAX_PIXELS
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli import command, parse_options
+from alexnet.cli.main import command, parse_options
 
 
 def _add_info(parser: argparse.ArgumentParser) -> None:

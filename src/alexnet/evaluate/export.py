@@ -26,15 +26,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
-from alexnet.checkpoint import Checkpoint
-from alexnet.errors import AlexNetError, unknown_choice
-from alexnet.models import create_model
-from alexnet.outputs import atomic_write, check_output_file
-from alexnet.scoring import LoadedModel
+from alexnet.errors import unknown_choice
+from alexnet.evaluate.scoring import LoadedModel
+from alexnet.models.checkpoint import Checkpoint, load_safetensors, metadata, save_safetensors
+from alexnet.runtime.outputs import atomic_write, check_output_file
 
 SUFFIXES = {"onnx": ".onnx", "safetensors": ".safetensors", "torchscript": ".torchscript.pt"}
 FORMATS = tuple(SUFFIXES)
@@ -51,19 +48,6 @@ class ExportResult:
         size = self.path.stat().st_size / 2**20
         check = "" if self.max_abs_diff is None else f"; max |exported - PyTorch| = {self.max_abs_diff:.3g}"
         return f"wrote {self.path} ({self.format}, {size:.1f} MiB) in {self.seconds:.1f} s{check}"
-
-
-def metadata(info: Checkpoint) -> dict[str, str]:
-    """String metadata: model, options, classes and the non-tensor preprocessing."""
-    pre = {k: v for k, v in info.preprocess.items() if not isinstance(v, torch.Tensor)}
-    return {
-        "format": "alexnet-export/1",
-        "model_name": info.model_name,
-        "model_options": json.dumps(info.model_options),
-        "classes": json.dumps(list(info.classes)),
-        "class_names": json.dumps(list(info.class_names)),
-        "preprocess": json.dumps(pre),
-    }
 
 
 def example_batch(info: Checkpoint, batch_size: int = 2, seed: int = 0) -> torch.Tensor:
@@ -127,33 +111,13 @@ def verify_onnx(path: str | os.PathLike[str], model: nn.Module, images: torch.Te
 
 
 def _export_safetensors(model: nn.Module, info: Checkpoint, path: Path, check: bool) -> float | None:
-    tensors = {name: t.detach().contiguous() for name, t in model.state_dict().items()}
-    for key, value in info.preprocess.items():
-        if isinstance(value, torch.Tensor):
-            tensors[f"preprocess.{key}"] = value.float().contiguous()
-    save_file(tensors, str(path), metadata=metadata(info))
+    save_safetensors(path, model, info)
     if not check:
         return None
     reloaded, _ = load_safetensors(path)
     images = example_batch(info, batch_size=3, seed=1)
     with torch.inference_mode():
         return float((reloaded(images) - model(images)).abs().max())
-
-
-def load_safetensors(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint]:
-    """Rebuild a model exported with ``--format safetensors`` (eval mode)."""
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-        if meta.get("format") != "alexnet-export/1":
-            raise AlexNetError(f"{path} is not an alexnet safetensors export (no 'alexnet-export/1' tag)")
-        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
-    preprocess = json.loads(meta["preprocess"])
-    preprocess.update({k.removeprefix("preprocess."): v for k, v in tensors.items() if k.startswith("preprocess.")})
-    info = Checkpoint(meta["model_name"], json.loads(meta["model_options"]), json.loads(meta["classes"]),
-                      json.loads(meta["class_names"]), preprocess, Path(path))
-    model = create_model(info.model_name, **info.model_options)
-    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("preprocess.")})
-    return model.eval(), info
 
 
 def _export_torchscript(model: nn.Module, info: Checkpoint, path: Path, check: bool) -> float | None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli import command, parse_options
+from alexnet.cli.main import command, parse_options
 
 
 @command("demo", "the main job: train the paper's network on Imagenette, evaluate, write the report")
@@ -19,7 +19,7 @@ def _demo_args(parser: argparse.ArgumentParser) -> None:
 
 @_demo_args
 def _demo(args: argparse.Namespace) -> int:
-    from alexnet.demo import run_demo
+    from alexnet.report.demo import run_demo
 
     result = run_demo(args.data, args.out, fresh=args.fresh, overrides=parse_options(args.set))
     print(f"report: {result.report.resolve()}")

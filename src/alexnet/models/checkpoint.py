@@ -20,6 +20,7 @@ renamed over the destination: a process killed mid-write leaves the previous fil
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import re
@@ -33,7 +34,7 @@ from torch import nn
 
 from alexnet.errors import AlexNetError, short_reason
 from alexnet.models import create_model
-from alexnet.outputs import atomic_write, check_output_file
+from alexnet.runtime.outputs import atomic_write, check_output_file
 
 FORMAT = "alexnet-checkpoint/1"
 
@@ -41,7 +42,7 @@ FORMAT = "alexnet-checkpoint/1"
 def atomic_save(obj: Any, path: str | os.PathLike[str],
                 inputs: Iterable[str | os.PathLike[str] | None] = ()) -> None:
     """``torch.save`` to ``path`` so that readers see the old file or the new, never half
-    (``alexnet.outputs.atomic_write``); ``path`` must not be one of ``inputs``."""
+    (``alexnet.runtime.outputs.atomic_write``); ``path`` must not be one of ``inputs``."""
     atomic_write(path, lambda temporary: torch.save(obj, temporary), inputs=inputs)
 
 
@@ -226,3 +227,49 @@ def _plain(value: Any) -> Any:
     if isinstance(value, Path):
         return str(value)
     return str(value)
+
+
+# ---- safetensors: the weights without pickle (`alexnet export --format safetensors`, a run's
+# model.safetensors): the state_dict, ``preprocess.*`` tensors and JSON metadata
+
+
+def metadata(info: Checkpoint) -> dict[str, str]:
+    """String metadata: model, options, classes and the non-tensor preprocessing."""
+    pre = {k: v for k, v in info.preprocess.items() if not isinstance(v, torch.Tensor)}
+    return {
+        "format": "alexnet-export/1",
+        "model_name": info.model_name,
+        "model_options": json.dumps(info.model_options),
+        "classes": json.dumps(list(info.classes)),
+        "class_names": json.dumps(list(info.class_names)),
+        "preprocess": json.dumps(pre),
+    }
+
+
+def save_safetensors(path: str | os.PathLike[str], model: nn.Module, info: Checkpoint) -> None:
+    """Write ``model`` (unwrapped from DDP / compile) with its metadata to ``path``."""
+    from safetensors.torch import save_file
+
+    tensors = {name: t.detach().cpu().contiguous() for name, t in unwrap(model).state_dict().items()}
+    for key, value in info.preprocess.items():
+        if isinstance(value, torch.Tensor):
+            tensors[f"preprocess.{key}"] = value.float().contiguous()
+    save_file(tensors, str(path), metadata=metadata(info))
+
+
+def load_safetensors(path: str | os.PathLike[str]) -> tuple[nn.Module, Checkpoint]:
+    """Rebuild a model exported with ``--format safetensors`` (eval mode)."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("format") != "alexnet-export/1":
+            raise AlexNetError(f"{path} is not an alexnet safetensors export (no 'alexnet-export/1' tag)")
+        tensors = {key: f.get_tensor(key) for key in f.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+    preprocess = json.loads(meta["preprocess"])
+    preprocess.update({k.removeprefix("preprocess."): v for k, v in tensors.items() if k.startswith("preprocess.")})
+    info = Checkpoint(meta["model_name"], json.loads(meta["model_options"]), json.loads(meta["classes"]),
+                      json.loads(meta["class_names"]), preprocess, Path(path))
+    model = create_model(info.model_name, **info.model_options)
+    model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("preprocess.")})
+    return model.eval(), info

@@ -7,7 +7,7 @@ bf16 autocast where this machine has fast bf16 and channels_last, on the same re
 batches. The candidates are what ``alexnet evaluate`` runs: a ``ScoringModel`` taking uint8
 ``(B, 256, 256, 3)`` batches, cutting the centre (or 10) views on the fly, channels_last,
 bf16 autocast where the CPU/GPU has it. On a CPU each model is also quantised to an int8
-ONNX graph (``alexnet.quantize``, calibrated on the same random images: its speed, not its
+ONNX graph (``alexnet.evaluate.quantize``, calibrated on the same random images: its speed, not its
 accuracy, is measured here) and scored the same way. Rounds interleave baseline and
 candidates so the load of a shared machine hits them alike; each figure is the median over
 rounds. Batch-1 latency (what ``alexnet predict`` on one photo costs) is the median of
@@ -33,16 +33,16 @@ import numpy as np
 import torch
 import torchvision
 
-from alexnet.checkpoint import Checkpoint
 from alexnet.errors import AlexNetError
-from alexnet.evaluate import evaluate
-from alexnet.inputs import FolderImages, open_images
-from alexnet.machine import describe_cpu
+from alexnet.evaluate.accuracy import evaluate
+from alexnet.evaluate.inputs import FolderImages, open_images
+from alexnet.evaluate.quantize import QuantizeConfig, calibration_data, quantize_model
+from alexnet.evaluate.scoring import LoadedModel, ScoringModel, load_models
 from alexnet.models import create_model
-from alexnet.pretrained import torchvision_preprocess
-from alexnet.quantize import QuantizeConfig, calibration_data, quantize_model
-from alexnet.scoring import LoadedModel, ScoringModel, load_models, resolve_device
-from alexnet.train.step import autocast_dtype
+from alexnet.models.checkpoint import Checkpoint
+from alexnet.models.pretrained import torchvision_preprocess
+from alexnet.runtime.device import PRECISION_NAMES, autocast_dtype, resolve_device
+from alexnet.runtime.machine import describe_cpu
 
 
 @dataclass
@@ -167,7 +167,7 @@ def run_eval_bench(config: EvalBenchConfig) -> EvalBenchResult | ModelBenchResul
         run()
     device_name = describe_cpu() if device.type == "cpu" else torch.cuda.get_device_name(device)
     result = EvalBenchResult(config, device_name, precision,
-                             {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[peer_dtype])
+                             PRECISION_NAMES[peer_dtype])
     result.latency_ms = {label: _latency_ms(candidate, images[:1], config)
                          for label, candidate in latency_candidates.items()}
     for _ in range(config.rounds):

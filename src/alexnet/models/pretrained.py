@@ -15,24 +15,18 @@ right ImageNet outputs.
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 import torch
 from torch import nn
 from torchvision.models import AlexNet_Weights
 
-from alexnet.checkpoint import Checkpoint, safe_load
+from alexnet.data.classes import imagenet_wnids
 from alexnet.errors import AlexNetError, short_reason
 from alexnet.models import create_model
+from alexnet.models.checkpoint import Checkpoint, safe_load
 
 WEIGHTS_NAME = "IMAGENET1K_V1"
-
-
-def imagenet_wnids() -> list[str]:
-    """The 1000 ILSVRC-2012 wnids in class-index order (sorted)."""
-    text = resources.files("alexnet").joinpath("imagenet_wnids.txt").read_text()
-    return text.split()
 
 
 def torchvision_preprocess() -> dict[str, object]:

@@ -13,8 +13,8 @@ import pkgutil
 import sys
 from collections.abc import Callable, Sequence
 
-from alexnet.allocator import reuse_freed_memory
 from alexnet.errors import AlexNetError
+from alexnet.runtime.allocator import reuse_freed_memory
 
 # Subcommands register themselves here: name -> (help, add_arguments, run)
 Command = tuple[str, Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int | None]]
@@ -62,11 +62,12 @@ def parse_value(text: str) -> object:
 
 
 def _load_commands() -> None:
-    """Import every module of ``alexnet.commands``; each registers its subcommands."""
-    import alexnet.commands
+    """Import every module of ``alexnet.cli``; each registers its subcommands."""
+    import alexnet.cli
 
-    for module in pkgutil.iter_modules(alexnet.commands.__path__):
-        importlib.import_module(f"alexnet.commands.{module.name}")
+    for module in pkgutil.iter_modules(alexnet.cli.__path__):
+        if module.name != "main":
+            importlib.import_module(f"alexnet.cli.{module.name}")
 
 
 def build_parser() -> argparse.ArgumentParser:

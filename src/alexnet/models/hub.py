@@ -27,9 +27,9 @@ import torch
 from huggingface_hub import PyTorchModelHubMixin
 from torch import nn
 
-from alexnet.checkpoint import Checkpoint
 from alexnet.errors import AlexNetError
 from alexnet.models import create_model
+from alexnet.models.checkpoint import Checkpoint
 
 HF_FORMAT = "alexnet-hf/1"
 CONFIG = "config.json"
@@ -71,7 +71,7 @@ class AlexNetHub(nn.Module, PyTorchModelHubMixin, library_name="alexnet", licens
         return hub.eval()
 
     def checkpoint(self, path: Path | None = None) -> Checkpoint:
-        """The facts a ``.pt`` checkpoint would carry (``alexnet.checkpoint.Checkpoint``)."""
+        """The facts a ``.pt`` checkpoint would carry (``alexnet.models.checkpoint.Checkpoint``)."""
         preprocess = dict(self.preprocess)
         for name, buffer in self.named_buffers(recurse=False):
             preprocess[name.removeprefix("preprocess_")] = buffer.detach().clone()

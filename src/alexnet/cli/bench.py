@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 
-from alexnet.cli import command
+from alexnet.cli.main import command
 from alexnet.errors import AlexNetError
 
 Run = Callable[[argparse.Namespace], int | None]

@@ -17,7 +17,7 @@ measurement: docs/evaluation.md, "Sharing and int8"):
 
 The preprocessing (mean image or channel mean, std, sizes) and the class names go into the
 graph's metadata, so ``alexnet evaluate | predict | features model.int8.onnx`` score it
-through ``ScoringModel`` like a checkpoint (``alexnet.onnx_model``).
+through ``ScoringModel`` like a checkpoint (``alexnet.evaluate.onnx_model``).
 """
 
 from __future__ import annotations
@@ -36,14 +36,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from alexnet.data.store import data_from_config
 from alexnet.errors import AlexNetError, unknown_choice
-from alexnet.export import example_batch, metadata
-from alexnet.inference import feature_module
-from alexnet.inputs import ImageSource, open_images, spread_indices
-from alexnet.onnx_model import INT8_FORMAT, LOGITS, OnnxNetwork, encode_tensors, load_onnx
-from alexnet.outputs import atomic_write, check_output_file
-from alexnet.report.build import data_from_config
-from alexnet.scoring import LoadedModel, ScoringModel
+from alexnet.evaluate.export import example_batch
+from alexnet.evaluate.inference import feature_module
+from alexnet.evaluate.inputs import ImageSource, open_images, spread_indices
+from alexnet.evaluate.onnx_model import INT8_FORMAT, LOGITS, OnnxNetwork, encode_tensors, load_onnx
+from alexnet.evaluate.scoring import LoadedModel, ScoringModel
+from alexnet.models.checkpoint import metadata
+from alexnet.runtime.outputs import atomic_write, check_output_file
 
 INT8_SUFFIX = ".int8.onnx"
 CALIBRATION_METHODS = ("minmax", "percentile", "entropy")

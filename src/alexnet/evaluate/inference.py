@@ -5,7 +5,7 @@
 - ``extract_features``: the activations of a named layer (default ``fc7``, the last
   4096-d hidden layer, after its ReLU) for every image of a store split or folder.
 - ``nearest_neighbors``: the gallery images with the smallest Euclidean distance in that
-  feature space (Fig. 4 right); ``alexnet.binary_codes`` adds the paper's suggested short
+  feature space (Fig. 4 right); ``alexnet.evaluate.binary_codes`` adds the paper's suggested short
   binary codes for fast retrieval.
 """
 
@@ -23,9 +23,10 @@ from tqdm import tqdm
 
 from alexnet.data.images import BadImageError, load_image
 from alexnet.errors import AlexNetError, check_positive
-from alexnet.inputs import ImageSource
-from alexnet.outputs import atomic_write, check_output_file
-from alexnet.scoring import LoadedModel, ScoringModel, resolve_device
+from alexnet.evaluate.inputs import ImageSource
+from alexnet.evaluate.scoring import LoadedModel, ScoringModel
+from alexnet.runtime.device import resolve_device
+from alexnet.runtime.outputs import atomic_write, check_output_file
 
 
 @dataclass
@@ -77,7 +78,7 @@ def feature_module(model: nn.Module, layer: str) -> nn.Module:
         return layers[f"relu{number}"]
     if layer in layers:
         return layers[layer]
-    # an int8 ONNX graph (alexnet.onnx_model) says which of its outputs are layers
+    # an int8 ONNX graph (alexnet.evaluate.onnx_model) says which of its outputs are layers
     note = f" ({model.feature_note})" if hasattr(model, "feature_note") else ""
     raise AlexNetError(f"unknown layer {layer!r}; valid: {', '.join(layers)}{note}")
 

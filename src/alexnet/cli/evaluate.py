@@ -7,10 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from alexnet.cli import command
-from alexnet.commands.bench import benchmark
+from alexnet.cli.bench import benchmark
+from alexnet.cli.main import command
 from alexnet.errors import AlexNetError, check_non_negative, check_positive
-from alexnet.outputs import check_figure_path, check_output_file, write_json
+from alexnet.runtime.outputs import check_figure_path, check_output_file, write_json
 
 
 def _model_arguments(parser: argparse.ArgumentParser, several: bool = True) -> None:
@@ -39,13 +39,13 @@ def _data_arguments(parser: argparse.ArgumentParser, split: str = "val") -> None
 
 
 def _load(args: argparse.Namespace, checkpoints: list[str]) -> list:
-    from alexnet.scoring import load_models
+    from alexnet.evaluate.scoring import load_models
 
     return load_models(checkpoints, args.weights, args.weights_file)
 
 
 def _open(args: argparse.Namespace, models: list, split: str | None = None):
-    from alexnet.inputs import open_images
+    from alexnet.evaluate.inputs import open_images
 
     size = max(int(m.info.preprocess.get("image_size", 256)) for m in models)
     return open_images(args.data, split or args.split, size)
@@ -98,7 +98,7 @@ def _evaluate_args(parser: argparse.ArgumentParser) -> None:
 
 @_evaluate_args
 def _evaluate(args: argparse.Namespace) -> int:
-    from alexnet.evaluate import evaluate, format_per_class, format_table
+    from alexnet.evaluate.accuracy import evaluate, format_per_class, format_table
 
     check_positive(limit=args.limit, batch_size=args.batch_size)
     _check_json(args.json, _inputs(args))
@@ -131,7 +131,7 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
 def _predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from alexnet.inference import predict_files
+    from alexnet.evaluate.inference import predict_files
 
     checkpoints, images = ([], args.inputs) if args.weights else (args.inputs[:1], args.inputs[1:])
     if not images:
@@ -166,7 +166,7 @@ def _features_args(parser: argparse.ArgumentParser) -> None:
 
 @_features_args
 def _features(args: argparse.Namespace) -> int:
-    from alexnet.inference import extract_features
+    from alexnet.evaluate.inference import extract_features
 
     check_positive(limit=args.limit, batch_size=args.batch_size)
     check_output_file(args.out, inputs=_inputs(args), flag="--out", suffixes=[".npz"])
@@ -210,9 +210,9 @@ def _neighbors_args(parser: argparse.ArgumentParser) -> None:
 def _neighbors(args: argparse.Namespace) -> int:
     import torch
 
-    from alexnet.binary_codes import CodeConfig, measure_codes
-    from alexnet.inference import extract_features, find_neighbors
-    from alexnet.inputs import image_files, spread_indices
+    from alexnet.evaluate.binary_codes import CodeConfig, measure_codes
+    from alexnet.evaluate.inference import extract_features, find_neighbors
+    from alexnet.evaluate.inputs import image_files, spread_indices
 
     check_positive(gallery_limit=args.gallery_limit, queries=args.queries, k=args.k,
                    code_steps=args.code_steps, recall_queries=args.recall_queries,
@@ -259,8 +259,9 @@ def _neighbors(args: argparse.Namespace) -> int:
         print(report.summary())
         payload["codes"] = report.to_json()
     if args.figure:
+        from alexnet.evaluate.scoring import ScoringModel
         from alexnet.report.build import neighbor_figure
-        from alexnet.scoring import ScoringModel, resolve_device
+        from alexnet.runtime.device import resolve_device
 
         scorer = ScoringModel(models[0], resolve_device(args.device), args.precision)
         print(f"wrote {neighbor_figure(result, gallery_source, shown_source, scorer, Path(args.figure), inputs)}")
@@ -290,7 +291,7 @@ def _export_args(parser: argparse.ArgumentParser) -> None:
 
 @_export_args
 def _export(args: argparse.Namespace) -> int:
-    from alexnet.export import export_model
+    from alexnet.evaluate.export import export_model
     from alexnet.report.card import export_hf, resolve_run
 
     if args.int8 and args.format != "onnx":
@@ -303,7 +304,7 @@ def _export(args: argparse.Namespace) -> int:
         return 0
     args.checkpoints = [str(resolve_run(path)[0]) for path in args.checkpoints]
     if args.int8:
-        from alexnet.quantize import QuantizeConfig, quantize_model
+        from alexnet.evaluate.quantize import QuantizeConfig, quantize_model
 
         config = QuantizeConfig(args.calibration, args.calibration_split, args.calibration_images,
                                 method=args.calibration_method)
@@ -339,7 +340,7 @@ def _bench_evaluate_args(parser: argparse.ArgumentParser) -> None:
 
 @_bench_evaluate_args
 def _bench_evaluate(args: argparse.Namespace) -> int:
-    from alexnet.evaluate_bench import EvalBenchConfig, run_eval_bench
+    from alexnet.evaluate.bench import EvalBenchConfig, run_eval_bench
 
     if min(args.batch_size, args.rounds, args.batches) < 1:
         raise AlexNetError("--batch-size, --rounds and --batches must be positive")

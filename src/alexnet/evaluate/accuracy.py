@@ -23,8 +23,14 @@ import torch
 from tqdm import tqdm
 
 from alexnet.errors import AlexNetError, check_positive
-from alexnet.inputs import ImageSource
-from alexnet.scoring import LoadedModel, ScoringModel, canonical_view, map_classes, resolve_device
+from alexnet.evaluate.inputs import ImageSource
+from alexnet.evaluate.scoring import (
+    LoadedModel,
+    ScoringModel,
+    canonical_view,
+    map_classes,
+)
+from alexnet.runtime.device import resolve_device
 
 # Table 2 of the paper (ILSVRC-2012 validation; error rates in %), for comparison rows.
 PAPER_TABLE2 = (

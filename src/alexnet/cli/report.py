@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli import command
+from alexnet.cli.main import command
 
 
 @command("report", "evaluate a run's best checkpoint, draw Fig. 3 / Fig. 4 / curves, write report.html")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli import command
+from alexnet.cli.main import command
 from alexnet.errors import AlexNetError
 
 
@@ -20,7 +20,7 @@ def _convert_args(parser: argparse.ArgumentParser) -> None:
 
 @_convert_args
 def _convert(args: argparse.Namespace) -> int:
-    from alexnet.checkpoint import convert_trusted
+    from alexnet.models.checkpoint import convert_trusted
 
     if not args.trust_source:
         raise AlexNetError("converting unpickles the file, which runs any code it holds: add "
