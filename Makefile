@@ -25,11 +25,13 @@ demo: venv
 
 test: venv
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
 	@sh scripts/ensure-chromium.sh
 	$(BIN)/pytest -q
 
 lint: venv
 	$(BIN)/ruff check src tests
+	$(BIN)/lint-imports
 
 
 clean:

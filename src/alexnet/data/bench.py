@@ -29,6 +29,7 @@ import torch
 
 from alexnet.data.augment import AugmentConfig, TrainAugment
 from alexnet.data.loader import StoreLoader
+from alexnet.data.prepare import prepare
 from alexnet.data.store import ImageStore, open_store
 from alexnet.errors import AlexNetError
 
@@ -147,8 +148,6 @@ def _cores() -> int:
 
 
 def _ensure_store(config: DataBenchConfig, workers: int, log: Callable[[str], None]) -> ImageStore:
-    from alexnet.data.prepare import prepare
-
     if not (Path(config.store) / "manifest.json").is_file():
         log(f"preparing {config.source} train/ into {config.store} at {config.size} px "
             "(once; re-runs reuse it)")

@@ -27,6 +27,7 @@ from alexnet.errors import AlexNetError, unknown_choice
 from alexnet.evaluate.onnx_model import is_onnx, load_onnx
 from alexnet.models.checkpoint import Checkpoint, load_model
 from alexnet.models.hub import from_pretrained, is_hf_folder
+from alexnet.models.pretrained import WEIGHTS_NAME, torchvision_alexnet
 from alexnet.runtime.device import PRECISION_NAMES, PRECISIONS, autocast_dtype
 
 VIEW_ALIASES = {"10crop": "ten_crop"}
@@ -69,8 +70,6 @@ def load_models(
             raise AlexNetError(message + hint) from error
         loaded.append(LoadedModel(model, info, Path(path).name))
     if weights == "torchvision":
-        from alexnet.models.pretrained import WEIGHTS_NAME, torchvision_alexnet
-
         model, info = torchvision_alexnet(weights_file)
         loaded.append(LoadedModel(model, info, f"torchvision {WEIGHTS_NAME}"))
     if not loaded:

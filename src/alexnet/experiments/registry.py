@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.errors import AlexNetError, unknown_choice
-from alexnet.train.config import TrainConfig, resolve_config
+from alexnet.train.config import PRESETS, TrainConfig, resolve_config
 
 SCALES = ("small", "paper", "test")
 EFFECT_KINDS = ("difference", "ratio", "absolute")
@@ -172,8 +172,6 @@ class Experiment:
             values["data"] = data
         if settings.preset is not None and "model" in values and "model_options" in values:
             # a preset's options belong to its model; keep them unless the model changes
-            from alexnet.train.config import PRESETS
-
             preset_values = PRESETS[settings.preset].values
             if values["model"] == preset_values.get("model"):
                 values["model_options"] = {**preset_values.get("model_options", {}), **options}

@@ -27,6 +27,7 @@ from alexnet.experiments.measure import METRICS, RunOutcome, Summary
 from alexnet.experiments.paired import bootstrap
 from alexnet.experiments.runner import ExperimentResult
 from alexnet.runtime import provenance
+from alexnet.runtime.outputs import save_figure, write_text
 
 FORMAT = "alexnet-experiment/2"  # /2: paired effects with intervals, per-image outcomes
 README_BEGIN = "<!-- experiments:begin -->"
@@ -38,7 +39,6 @@ def write(result: ExperimentResult, out_dir: str | Path) -> dict[str, Path]:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"{result.experiment.name}-{result.scale}"
     paths = {"markdown": out / f"{stem}.md", "json": out / f"{stem}.json", "plot": out / f"{stem}.png"}
-    from alexnet.runtime.outputs import write_text
 
     write_text(paths["json"], json.dumps(to_json(result), indent=1) + "\n")
     plot(result, paths["plot"])
@@ -241,8 +241,6 @@ def plot(result: ExperimentResult, path: Path) -> None:
         _plot_bars(axes[0][0], result)
     figure.suptitle(f"{experiment.name} ({result.scale}): {result.verdict}", fontsize=10)
     figure.tight_layout()
-    from alexnet.runtime.outputs import save_figure
-
     save_figure(figure, path, dpi=110)  # temp file + rename, as every output
     plt.close(figure)
 
@@ -352,8 +350,6 @@ def check_readme(readme: str | Path) -> str:
 
 def write_readme_table(readme: str | Path, paths: list[Path], command: str = "") -> Path:
     """Replace the table between README_BEGIN and README_END in ``readme``."""
-    from alexnet.runtime.outputs import write_text
-
     readme = Path(readme)
     text = check_readme(readme)
     begin, end = text.find(README_BEGIN), text.find(README_END)

@@ -30,6 +30,9 @@ from typing import Any
 from alexnet.data.prepare import prepare
 from alexnet.data.store import is_store_folder
 from alexnet.errors import AlexNetError
+from alexnet.evaluate.accuracy import evaluate
+from alexnet.evaluate.inputs import open_images
+from alexnet.evaluate.scoring import LoadedModel
 from alexnet.experiments.measure import (
     METRICS,
     Effect,
@@ -48,10 +51,13 @@ from alexnet.experiments.registry import (
     Variant,
     seeds_for,
 )
+from alexnet.models.checkpoint import load_model
 from alexnet.runtime import provenance
 from alexnet.runtime.outputs import write_text
 from alexnet.runtime.run_folder import RunFolder
+from alexnet.train import train
 from alexnet.train.config import TrainConfig
+from alexnet.train.data import store_root
 
 
 @dataclass
@@ -106,7 +112,6 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         log(f"[{experiment.name}] training {run_dir.name} to epoch {config.epochs} "
             f"({_describe(variant)})")
         began = time.time()
-        from alexnet.train import train
 
         result = train(config, fresh=fresh and first, log=lambda line: log(f"  {line}"))
         if result.status not in ("finished", "max_steps"):
@@ -379,10 +384,6 @@ def _add_train_seconds(run_dir: Path, seconds: float, fresh: bool) -> float:
 
 def _score(run_dirs: list[Path], source: Any, variant: Variant, seed: int | None,
            seconds: float) -> RunOutcome:
-    from alexnet.evaluate.accuracy import evaluate
-    from alexnet.evaluate.scoring import LoadedModel
-    from alexnet.models.checkpoint import load_model
-
     models = []
     for run_dir in run_dirs:
         checkpoint = RunFolder(run_dir).last
@@ -400,9 +401,6 @@ def _score(run_dirs: list[Path], source: Any, variant: Variant, seed: int | None
 
 def _test_images(config: TrainConfig) -> Any:
     """The split the runs were validated on, from the store training read."""
-    from alexnet.evaluate.inputs import open_images
-    from alexnet.train.data import store_root
-
     root = store_root(config, say=lambda _line: None)
     return open_images(root, config.val_split)
 

@@ -27,6 +27,8 @@ from alexnet.data.augment import center_boxes
 from alexnet.data.store import data_from_config
 from alexnet.errors import AlexNetError, check_non_negative, check_positive
 from alexnet.evaluate.accuracy import PAPER_TABLE2, EvalResult, evaluate
+from alexnet.evaluate.binary_codes import CodeConfig, measure_codes
+from alexnet.evaluate.inference import extract_features, find_neighbors
 from alexnet.evaluate.inputs import ImageSource, fetch_images, open_images, spread_indices
 from alexnet.evaluate.scoring import LoadedModel, ScoringModel, load_models
 from alexnet.report import figures
@@ -251,9 +253,6 @@ def _short(value: Any, limit: int = 140) -> str:
 
 def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, options: ReportOptions,
                        figures_dir: Path, page: Page) -> tuple[list[EvalResult], dict[str, Any]]:
-    from alexnet.evaluate.binary_codes import CodeConfig, measure_codes
-    from alexnet.evaluate.inference import extract_features, find_neighbors
-
     size = scorer.image_size
     source = open_images(data, options.split, size)
     common = dict(batch_size=options.batch_size, device=options.device, precision=options.precision,

@@ -14,6 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.errors import AlexNetError
+from alexnet.report.build import ReportOptions, build_report
+from alexnet.train import train
+from alexnet.train.config import resolve_config
 
 
 @dataclass
@@ -32,10 +35,6 @@ def run_demo(
     log: Callable[[str], None] = print,
 ) -> DemoResult:
     """Train the ``imagenette`` preset on ``data`` into ``out`` and write its report."""
-    from alexnet.report.build import ReportOptions, build_report
-    from alexnet.train import train
-    from alexnet.train.config import resolve_config
-
     data = os.fspath(data)
     if not data.startswith("torchvision:") and not Path(data).exists():
         raise AlexNetError(

@@ -43,6 +43,7 @@ from alexnet.models import check_input_size, create_model
 from alexnet.models.info import mult_adds
 from alexnet.runtime.device import PRECISION_NAMES, autocast_dtype
 from alexnet.runtime.machine import describe_cpu
+from alexnet.train.distributed import rank_device
 from alexnet.train.step import TrainStep, sgd
 
 
@@ -396,8 +397,6 @@ def _time(step: Callable[[], None], steps: int, batch: int, device: torch.device
 
 def run_train_benchmark(config: TrainBenchConfig, log: Callable[[str], None] = print
                         ) -> TrainBenchResult:
-    from alexnet.train.distributed import rank_device
-
     device = rank_device(config.device)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True

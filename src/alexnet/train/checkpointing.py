@@ -25,6 +25,7 @@ from alexnet.models.checkpoint import (
     save_safetensors,
     unwrap,
 )
+from alexnet.models.pretrained import WEIGHTS_NAME, torchvision_state_dict
 from alexnet.runtime.outputs import atomic_write, write_json
 from alexnet.runtime.run_folder import STEP_FILE, RunFolder
 
@@ -142,7 +143,5 @@ def starting_weights(init_from: str | None, weights: str | None, weights_file: s
         data = read_checkpoint(init_from)
         return dict(data["model"]), f"checkpoint {init_from}"
     if weights == "torchvision":
-        from alexnet.models.pretrained import WEIGHTS_NAME, torchvision_state_dict
-
         return torchvision_state_dict(weights_file), f"torchvision {WEIGHTS_NAME}"
     return None

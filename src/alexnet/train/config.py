@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.errors import AlexNetError, unknown_choice
+from alexnet.models import check_input_size, list_models, model_options
 
 SCHEDULES = ("plateau", "step", "cosine", "linear", "epochs")
 UPDATE_RULES = ("torch", "cuda_convnet")
@@ -169,7 +170,6 @@ class TrainConfig:
                                f"(got {self.model!r})")
         if not self.data:
             raise AlexNetError("no training data: pass --data STORE_OR_FOLDER (or a preset)")
-        from alexnet.models import model_options
 
         valid = model_options(self.model)  # also rejects an unknown model name
         unknown = sorted(set(self.model_options) - set(valid))
@@ -179,8 +179,6 @@ class TrainConfig:
         if self.towers_on_devices is not None and self.model != "alexnet2012":
             raise AlexNetError("towers_on_devices splits alexnet2012's two towers (§3.2); "
                                f"model is {self.model!r}")
-        from alexnet.models import check_input_size
-
         # the network must take crop_size x crop_size inputs (pool5 needs a 3x3 map, §3.5)
         check_input_size(self.model, self.crop_size, what="crop_size", **self.model_options)
         return self
@@ -353,14 +351,11 @@ def apply_overrides(config: TrainConfig, values: Mapping[str, Any]) -> TrainConf
         changes[name] = coerce(name, value, hints[name])
     if "model_options" in changes and "model" not in changes:
         changes["model_options"] = {**config.model_options, **changes["model_options"]}
-    elif "model" in changes and "model_options" not in changes:
+    elif "model" in changes and "model_options" not in changes and changes["model"] in list_models():
         # another model keeps the options it also takes (init), not those only the old one
         # had (the imagenette preset's conv1_init_std for --model alexnet2014 is dropped)
-        from alexnet.models import list_models, model_options
-
-        if changes["model"] in list_models():
-            valid = model_options(changes["model"])
-            changes["model_options"] = {k: v for k, v in config.model_options.items() if k in valid}
+        valid = model_options(changes["model"])
+        changes["model_options"] = {k: v for k, v in config.model_options.items() if k in valid}
     return dataclasses.replace(config, **changes)
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import torch
 
 from alexnet.data.augment import TrainAugment
+from alexnet.data.prepare import prepare
 from alexnet.data.store import MANIFEST, ImageStore, is_store_folder, open_store, store_path
 from alexnet.errors import AlexNetError
 from alexnet.train import distributed as dist_utils
@@ -77,7 +78,6 @@ def store_root(config: TrainConfig, world: dist_utils.Distributed | None = None,
     world = world or dist_utils.Distributed()
     dest = store_path(data, config.store_dir, config.image_size)
     if world.is_main:  # prepare is idempotent: a finished store is only checked, not redone
-        from alexnet.data.prepare import prepare
 
         fresh = not (dest / MANIFEST).is_file()
         if fresh:

@@ -36,7 +36,7 @@ from alexnet.data.loader import StoreLoader
 from alexnet.data.store import ImageStore
 from alexnet.errors import AlexNetError
 from alexnet.models import create_model
-from alexnet.models.checkpoint import Checkpoint, unwrap
+from alexnet.models.checkpoint import Checkpoint, read_checkpoint, unwrap
 from alexnet.runtime import provenance
 from alexnet.runtime.allocator import release_freed_memory, reuse_freed_memory
 from alexnet.runtime.device import PRECISION_NAMES, autocast_dtype, configure_determinism
@@ -49,6 +49,7 @@ from alexnet.train.data import check_data_path, open_training_data
 from alexnet.train.metrics import Console, MetricsLog, use_progress_bar
 from alexnet.train.schedule import LearningRate, lighting_at, parameter_groups
 from alexnet.train.step import TrainStep, load_optimizer_state, make_optimizer
+from alexnet.train.towers import TowerParallelAlexNet2012, parse_devices
 
 # Config fields that fix what a checkpoint is: resuming with other values would silently
 # train something else, so they must match (the schedule and logging may change).
@@ -162,8 +163,6 @@ def _train(config: TrainConfig, device: torch.device, world: dist_utils.Distribu
     info = Checkpoint(config.model, _model_options(config, train_store), train_store.classes,
                       train_store.class_names, data.preprocess(augment))
     if tower_devices is not None:
-        from alexnet.train.towers import TowerParallelAlexNet2012
-
         model = TowerParallelAlexNet2012(model, tower_devices)  # type: ignore[arg-type]
         say(f"towers: tower 1 on {tower_devices[0]}, tower 2 on {tower_devices[1]} (§3.2)")
     else:
@@ -348,7 +347,6 @@ def _check_inputs(config: TrainConfig) -> list[torch.device] | None:
                            "torchvision's alexnet .pth file")
     if config.towers_on_devices is None:
         return None
-    from alexnet.train.towers import parse_devices
 
     return parse_devices(config.towers_on_devices)
 
@@ -546,8 +544,6 @@ def _finish(result: TrainResult, run: TrainingRun, model: nn.Module, info: Check
             precision: torch.dtype | None, world: dist_utils.Distributed, device: torch.device,
             config: TrainConfig) -> None:
     """Load the best weights, write model.safetensors, score them (centre and 10 crops)."""
-    from alexnet.models.checkpoint import read_checkpoint
-
     best = read_checkpoint(run.best)
     unwrap(model).load_state_dict(best["model"])
     if world.is_main:
