@@ -335,10 +335,10 @@ def _finish_manifest(dest: Path, manifest: dict[str, Any]) -> None:
     skipped_lines = []
     for split in manifest["splits"]:
         skipped_lines += [f"{p}\t{r}\n" for p, r in _read_skipped(dest / split)]
-    _atomic_write(dest / SKIPPED_FILE, "".join(skipped_lines))
+    write_text(dest / SKIPPED_FILE, "".join(skipped_lines))
     manifest["skipped"] = len(skipped_lines)
     manifest["updated"] = _now()
-    _atomic_write(dest / MANIFEST, json.dumps(manifest, indent=1) + "\n")
+    write_text(dest / MANIFEST, json.dumps(manifest, indent=1) + "\n")
 
 
 def _ensure_stats(dest: Path, manifest: dict[str, Any]) -> dict[str, Any] | None:
@@ -363,10 +363,6 @@ def _read_skipped(split_dir: Path) -> list[tuple[str, str]]:
     if not path.is_file():
         return []
     return [tuple(line.split("\t", 1)) for line in path.read_text().splitlines() if line]  # type: ignore[misc]
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    write_text(path, text)
 
 
 def _now() -> str:
@@ -609,7 +605,7 @@ class _SplitWriter:
             if (self.dir / partial).is_file():
                 (self.dir / partial).replace(self.dir / final)
         skipped = [(str(p), str(r)) for p, r in state["skipped"]]
-        _atomic_write(self.dir / SKIPPED_FILE, "".join(f"{p}\t{r}\n" for p, r in skipped))
+        write_text(self.dir / SKIPPED_FILE, "".join(f"{p}\t{r}\n" for p, r in skipped))
         if stats is not None and stats.count > 0:
             save_stats(self.dir.parent / STATS_FILE, stats.finish(), stats.count)
         return SplitReport(split, status, int(state["written"]), skipped,

@@ -32,7 +32,7 @@ from alexnet.errors import AlexNetError, check_positive
 
 
 @dataclass
-class Batch:
+class SourceBatch:
     images: torch.Tensor  # (B, S, S, 3) uint8
     labels: torch.Tensor  # (B,) int64
     indices: np.ndarray  # (B,) positions in the source
@@ -74,13 +74,13 @@ class StoreImages:
     def __len__(self) -> int:
         return len(self.rows)
 
-    def batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+    def batches(self, batch_size: int, limit: int | None = None) -> Iterator[SourceBatch]:
         check_positive(batch_size=batch_size, limit=limit)
         total = len(self) if limit is None else min(limit, len(self))
         for start in range(0, total, batch_size):
             rows = self.rows[start:min(start + batch_size, total)]  # --limit is exact
             images = self.store.read(rows)  # rows ascending: one pass front to back
-            yield Batch(torch.from_numpy(images), torch.from_numpy(self.store.labels[rows]),
+            yield SourceBatch(torch.from_numpy(images), torch.from_numpy(self.store.labels[rows]),
                         np.arange(start, start + len(rows)))
 
     def subset(self, indices: Sequence[int]) -> StoreImages:
@@ -119,7 +119,7 @@ class FolderImages:
         except BadImageError as error:
             return str(error)
 
-    def batches(self, batch_size: int, limit: int | None = None) -> Iterator[Batch]:
+    def batches(self, batch_size: int, limit: int | None = None) -> Iterator[SourceBatch]:
         check_positive(batch_size=batch_size, limit=limit)
         total = len(self) if limit is None else min(limit, len(self))
         # Pillow releases the GIL while decoding and resizing, so threads use every core;
@@ -142,7 +142,7 @@ class FolderImages:
                         good.append(index)
                         images.append(decoded)
                 if good:
-                    yield Batch(torch.from_numpy(np.stack(images)),
+                    yield SourceBatch(torch.from_numpy(np.stack(images)),
                                 torch.from_numpy(self.labels[good]), np.array(good))
 
     def subset(self, indices: Sequence[int]) -> FolderImages:

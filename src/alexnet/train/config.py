@@ -27,7 +27,7 @@ from alexnet.models import check_input_size, list_models, model_options
 SCHEDULES = ("plateau", "step", "cosine", "linear", "epochs")
 UPDATE_RULES = ("torch", "cuda_convnet")
 LIGHTING_UNITS = ("fb_resnet", "cuda_convnet")
-NORMALIZATIONS = ("mean_image", "channel")
+TRAIN_NORMALIZATIONS = ("mean_image", "channel")  # "imagenet" (data/augment.py) is for torchvision's weights
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 
 
@@ -151,7 +151,7 @@ class TrainConfig:
         if self.crop_size > self.image_size:
             raise AlexNetError(f"crop_size {self.crop_size} is larger than image_size "
                                f"{self.image_size}; crops are cut from the stored images")
-        for name, choices in (("schedule", SCHEDULES), ("normalization", NORMALIZATIONS),
+        for name, choices in (("schedule", SCHEDULES), ("normalization", TRAIN_NORMALIZATIONS),
                               ("precision", PRECISIONS), ("progress", ("auto", "bar", "lines"))):
             if getattr(self, name) not in choices:
                 raise unknown_choice(name, getattr(self, name), choices)
