@@ -1,4 +1,4 @@
-"""glibc malloc keeps freed blocks for reuse once alexnet asks it to (alexnet/allocator.py).
+"""glibc malloc keeps freed blocks for reuse once alexnet asks it to (alexnet/runtime/allocator.py).
 Each check runs in a fresh interpreter: the setting is process-wide and cannot be undone."""
 
 from __future__ import annotations
