@@ -15,11 +15,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from alexnet.errors import AlexNetError, check_positive
@@ -45,6 +46,25 @@ def topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Te
     """(N, C) scores, (N,) labels -> (N,) bool: the label is among the k highest scores."""
     k = min(k, scores.shape[1])
     return (scores.topk(k, dim=1).indices == labels.unsqueeze(1)).any(dim=1)
+
+
+def split_totals(scorer: ScoringModel, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                 views: str = "center") -> torch.Tensor:
+    """Sums over (uint8 images, labels) batches of the loss of the view-averaged softmax,
+    top-1 correct, top-5 correct and images: float64 (4,) on the CPU, sums so that ranks
+    can add theirs. Validation during training scores this way, with the same scorer as
+    ``evaluate`` (the model's own preprocessing and views)."""
+    sums = torch.zeros(4, dtype=torch.float64)
+    for images, labels in batches:
+        if len(labels) == 0:
+            continue
+        probabilities = scorer.probabilities(images, views)  # (B, K) float32, CPU
+        labels = labels.cpu()
+        loss = F.nll_loss(probabilities.clamp_min(1e-12).log(), labels, reduction="sum")
+        sums += torch.stack([loss.double(), topk_correct(probabilities, labels, 1).sum().double(),
+                             topk_correct(probabilities, labels, 5).sum().double(),
+                             sums.new_full((), len(labels))])
+    return sums
 
 
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, num_classes: int,

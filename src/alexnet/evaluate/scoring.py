@@ -88,7 +88,11 @@ def canonical_view(views: str) -> str:
 class ScoringModel:
     """A model on its device, channels_last, with the data package's evaluation views."""
 
-    def __init__(self, loaded: LoadedModel, device: torch.device, precision: str = "auto") -> None:
+    def __init__(self, loaded: LoadedModel, device: torch.device, precision: str = "auto", *,
+                 in_place: bool = False) -> None:
+        """``in_place``: score the model where and as it is - the model being trained, which
+        may span two devices (§3.2 towers) and whose mode the caller sets - instead of
+        moving it to ``device`` in eval mode, channels_last."""
         self.name = loaded.name
         self.info = loaded.info
         if precision not in PRECISIONS:
@@ -98,7 +102,9 @@ class ScoringModel:
         self.int8 = getattr(loaded.model, "precision", None) == "int8"
         self.device = torch.device("cpu") if self.int8 else device
         self.autocast = None if self.int8 else autocast_dtype(device, precision)
-        self.model = loaded.model.eval().to(self.device, memory_format=torch.channels_last)
+        self.model = loaded.model
+        if not in_place:
+            self.model = self.model.eval().to(self.device, memory_format=torch.channels_last)
         pre = loaded.info.preprocess
         missing = [key for key in ("image_size", "crop_size", "mean") if key not in pre]
         if missing:
