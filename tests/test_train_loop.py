@@ -153,8 +153,8 @@ def test_sigterm_during_the_last_validation_stops_before_final_scoring(
             os.kill(os.getpid(), signal.SIGTERM)
         return real_evaluate(*args, **kwargs)
 
-    real_evaluate = loop.evaluate
-    monkeypatch.setattr(loop, "evaluate", evaluate)
+    real_evaluate = loop.validate
+    monkeypatch.setattr(loop, "validate", evaluate)
     stopped = train(tiny_config(store, run, ten_crop_final=True), log=lambda _: None)
     monkeypatch.undo()
     assert stopped.status == "stopped" and stopped.stopped_by == "SIGTERM"

@@ -1,4 +1,5 @@
-"""Where training reports itself: metrics.jsonl, TensorBoard, and the console.
+"""What training measures and where it reports it: the running sums of an epoch, the
+log windows, metrics.jsonl, TensorBoard, the console, and the run's summary (TrainResult).
 
 Rank 0 only. The JSONL records have exactly the keys docs/ARCHITECTURE.md lists (errors
 as fractions in [0, 1], ``time`` in seconds since the run started, ``null`` for what was not
@@ -15,10 +16,19 @@ import json
 import math
 import os
 import sys
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+import torch
+
+from alexnet.data.loader import StoreLoader
+from alexnet.errors import AlexNetError
+from alexnet.evaluate.accuracy import topk_correct
 from alexnet.runtime.outputs import write_text
+from alexnet.runtime.run_folder import RunFolder
+from alexnet.train import distributed as dist_utils
 
 STEP_KEYS = ("kind", "epoch", "step", "loss", "lr", "train_top1_error", "train_top5_error",
              "images_per_s", "data_wait_fraction", "time")
@@ -147,3 +157,186 @@ class Console:
             self.bar.write(line, file=self.stream)
         else:
             print(line, file=self.stream, flush=True)
+
+
+# ---- what the loop measures: running sums, log windows, the result -------------------------
+
+
+class EpochTotals:
+    """Running sums of one epoch, kept on the device (no sync per step)."""
+
+    def __init__(self, device: torch.device, loader: StoreLoader,
+                 state: dict[str, Any] | None = None) -> None:
+        # loss sum, top-1 correct, top-5 correct, images
+        self.sums = torch.zeros(4, dtype=torch.float64, device=device)
+        # since the last log line: loss sum, steps, top-1 correct, top-5 correct, images
+        self.window = torch.zeros(5, dtype=torch.float64, device=device)
+        self.started = time.perf_counter()
+        self.loader = loader
+        self.elapsed_before = self.wait_before = 0.0
+        if state is not None:  # an epoch resumed midway (TrainState.epoch_totals)
+            self.sums = state["sums"].to(device)
+            self.elapsed_before = float(state["seconds"])
+            self.wait_before = float(state["wait_seconds"])
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sums": self.sums.cpu(), "seconds": self.seconds(),
+                "wait_seconds": self.wait_seconds()}
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+        count = self.sums.new_full((), len(labels))  # a fill kernel: no host-device sync
+        top1 = topk_correct(logits, labels, 1).sum().double()
+        top5 = topk_correct(logits, labels, 5).sum().double()
+        self.sums += torch.stack([loss.double() * count, top1, top5, count])
+        self.window += torch.stack([loss.double(), count.new_ones(()), top1, top5, count])
+
+    def window_metrics(self, world: dist_utils.Distributed) -> tuple[float, float, float]:
+        """Mean loss, top-1 and top-5 error since the last call, over all ranks (on the
+        augmented training views); stops the run on a NaN / inf loss."""
+        window = dist_utils.sum_over_ranks(self.window.clone(), world)
+        self.window.zero_()
+        loss, top1, top5 = (window[[0, 2, 3]] / window[[1, 4, 4]].clamp_min(1)).tolist()
+        if not math.isfinite(loss):
+            raise AlexNetError(
+                f"the training loss became {loss}: stopped before writing a checkpoint of the "
+                "diverged weights (the last good one is intact). Try a lower lr, a longer "
+                "warmup_epochs, or precision=fp32 to rule out overflow")
+        return loss, 1 - top1, 1 - top5
+
+    def images_seen(self) -> int:
+        return int(self.sums[3].item())
+
+    def seconds(self) -> float:
+        return self.elapsed_before + time.perf_counter() - self.started
+
+    def wait_seconds(self) -> float:
+        return self.wait_before + self.loader.wait_seconds
+
+    def summary(self, world: dist_utils.Distributed) -> dict[str, float]:
+        sums = dist_utils.sum_over_ranks(self.sums, world)
+        images = max(1.0, sums[3].item())
+        seconds = self.seconds()
+        return {"loss": sums[0].item() / images, "top1_error": 1 - sums[1].item() / images,
+                "top5_error": 1 - sums[2].item() / images, "images_per_s": images / seconds,
+                "data_wait_fraction": self.wait_seconds() / seconds if seconds else 0.0}
+
+
+class LogWindow:
+    """Images/s and the data-wait fraction between two log lines."""
+
+    def __init__(self, step: int, loader: StoreLoader) -> None:
+        self.step, self.loader = step, loader
+        self.time, self.wait = time.perf_counter(), loader.wait_seconds
+
+    def close(self, step: int, global_batch: int) -> tuple[float, float]:
+        now, wait = time.perf_counter(), self.loader.wait_seconds
+        seconds = max(now - self.time, 1e-9)
+        rates = ((step - self.step) * global_batch / seconds, max(0.0, wait - self.wait) / seconds)
+        self.step, self.time, self.wait = step, now, wait
+        return rates
+
+
+class FlatLossCheck:
+    """After ``steps`` steps, a loss still at ln(classes) (a uniform guess) is reported once."""
+
+    def __init__(self, steps: int, classes: int, start_step: int) -> None:
+        self.steps, self.chance = steps, math.log(max(2, classes))
+        self.done = steps == 0 or start_step >= steps
+
+    def check(self, step: int, loss: float) -> str | None:
+        if self.done or step < self.steps:
+            return None
+        self.done = True
+        if loss < 0.97 * self.chance:
+            return None
+        return (f"warning: flat loss - after {step} steps the training loss is {loss:.3f}, no "
+                f"better than a uniform guess over the classes (ln K = {self.chance:.3f}). Likely "
+                "causes: the paper's init (init=paper: N(0, 0.01), biases 1) is known to stall - "
+                "use init=kaiming; lr too high (dead ReLUs) or too low; inputs not normalised "
+                "(scale_inputs); labels that do not match the images")
+
+
+def epoch_record(epoch: int, step: int, lr: float, train: dict[str, float],
+                 val: dict[str, float] | None, seconds: float, reduced: bool) -> dict[str, Any]:
+    """An epoch's metrics.jsonl record (EPOCH_KEYS, without ``kind``)."""
+    return {"epoch": epoch, "step": step, "lr": lr, "train_loss": train["loss"],
+            "train_top1_error": train["top1_error"], "train_top5_error": train["top5_error"],
+            "val_loss": val and val["loss"], "val_top1_error": val and val["top1_error"],
+            "val_top5_error": val and val["top5_error"], "images_per_s": train["images_per_s"],
+            "data_wait_fraction": train["data_wait_fraction"], "time": seconds,
+            "lr_reduced": reduced}
+
+
+def epoch_line(epoch: int, epochs: int, train: dict[str, float], val: dict[str, float] | None,
+               reduced: bool, lr: float) -> str:
+    line = (f"epoch {epoch}/{epochs}: train loss {train['loss']:.3f}, top-1 error "
+            f"{train['top1_error']:.1%}")
+    if val:
+        line += (f"; val loss {val['loss']:.3f}, top-1 error {val['top1_error']:.1%}, top-5 "
+                 f"error {val['top5_error']:.1%}")
+    line += (f"; lr {lr:.3g}; {train['images_per_s']:.0f} img/s, data wait "
+             f"{train['data_wait_fraction']:.1%}")
+    return line + (" - val error stopped improving: lr / 10 (§5)" if reduced else "")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # finished | stopped (signal) | max_steps
+    epochs: int  # completed epochs
+    steps: int
+    seconds: float
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    weights: Path | None
+    val: dict[str, float] | None  # centre crop of the best model: loss, top1_error, top5_error
+    val_ten_crop: dict[str, float] | None
+    train: dict[str, float] | None  # last epoch, on the augmented training views
+    images_per_s: float
+    data_wait_fraction: float
+    summary_lines: list[str] = field(default_factory=list)
+    stopped_by: str | None = None  # the signal that stopped it: SIGINT (Ctrl-C) or SIGTERM
+    best_epoch: int = 0
+
+    def summary(self) -> str:
+        return "\n".join(self.summary_lines)
+
+    def lines(self, run: RunFolder) -> list[str]:
+        """The summary printed at the end of ``alexnet train``."""
+        lines = [f"{self.status}: {self.epochs} epochs, {self.steps} steps in "
+                 f"{self.seconds / 60:.1f} min ({self.images_per_s:.0f} images/s, data wait "
+                 f"{self.data_wait_fraction:.1%})"]
+        if self.train:
+            lines.append(f"train (last epoch, augmented): top-1 error "
+                         f"{self.train['top1_error']:.1%}, top-5 error {self.train['top5_error']:.1%}")
+        if self.val:
+            lines.append(f"val (centre crop): top-1 error {self.val['top1_error']:.1%}, "
+                         f"top-5 error {self.val['top5_error']:.1%}  (best epoch {self.best_epoch})")
+        if self.val_ten_crop:
+            lines.append(f"val (10 crops): top-1 error {self.val_ten_crop['top1_error']:.1%}, "
+                         f"top-5 error {self.val_ten_crop['top5_error']:.1%}")
+        lines.append(f"run folder: {run.root}")
+        lines.append(f"  metrics: {run.metrics} (tensorboard --logdir {run.tensorboard})")
+        if self.best_checkpoint or self.last_checkpoint:
+            names = [str(p) for p in (self.best_checkpoint, self.last_checkpoint) if p]
+            lines.append(f"  checkpoints: {', '.join(names)}")
+        if self.weights:
+            lines.append(f"  weights: {self.weights}")
+        lines.append(f"  summary: {run.summary}")
+        return lines
+
+    def record(self, run: RunFolder) -> dict[str, Any]:
+        """summary.json."""
+        def text(path: Path | None) -> str | None:
+            return str(path) if path else None
+
+        return {
+            "status": self.status, "epochs": self.epochs, "steps": self.steps,
+            "seconds": round(self.seconds, 1), "images_per_s": self.images_per_s,
+            "data_wait_fraction": self.data_wait_fraction, "best_epoch": self.best_epoch,
+            "val_center": self.val, "val_ten_crop": self.val_ten_crop, "train": self.train,
+            "paths": {"run": str(run.root), "config": str(run.config), "metrics": str(run.metrics),
+                      "tensorboard": str(run.tensorboard),
+                      "best_checkpoint": text(self.best_checkpoint),
+                      "last_checkpoint": text(self.last_checkpoint), "weights": text(self.weights)},
+        }
