@@ -237,3 +237,17 @@ def test_imagenette_claims_use_one_init_rule_not_the_demos_conv1() -> None:
             config = experiment.config(variant, "small", seed=0)
             if config.model == "alexnet2012":
                 assert config.model_options.get("conv1_init_std") is None, (name, variant.name)
+
+
+def test_pca_lighting_is_measured_in_both_readings_of_the_eigenvalues() -> None:
+    # issue 14: fb.resnet.torch's units and the 2012 code's (convdata_jpeg.py), each against
+    # the same run without colour noise
+    experiment = get_experiment("pca-lighting")
+    units = {v: experiment.config(v, "small") for v in ("pca-lighting", "pca-lighting-2012",
+                                                        "no-pca-lighting")}
+    assert units["pca-lighting"].lighting_units == "fb_resnet"
+    assert units["pca-lighting-2012"].lighting_units == "cuda_convnet"
+    assert units["pca-lighting-2012"].pca_lighting == units["pca-lighting"].pca_lighting == 0.1
+    assert units["no-pca-lighting"].pca_lighting == 0.0
+    assert {(c.baseline, c.variant) for c in experiment.comparisons} == {
+        ("pca-lighting", "no-pca-lighting"), ("pca-lighting-2012", "no-pca-lighting")}
