@@ -1,7 +1,7 @@
 """What training measures and where it reports it: the running sums of an epoch, the
 log windows, metrics.jsonl, TensorBoard, the console, and the run's summary (TrainResult).
 
-Rank 0 only. The JSONL records have exactly the keys docs/ARCHITECTURE.md lists (errors
+Every rank keeps its sums; rank 0 alone writes and prints. The JSONL records have exactly the keys docs/ARCHITECTURE.md lists (errors
 as fractions in [0, 1], ``time`` in seconds since the run started, ``null`` for what was not
 measured, e.g. val metrics in an epoch without validation). Epochs are counted from 1
 (``"epoch": 3`` is the third), ``step`` is the number of optimizer steps done.
