@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli.main import command
 from alexnet.errors import AlexNetError
 
 
-@command("convert-checkpoint", "re-save a checkpoint you trust that holds pickled Python objects "
-                               "(numpy arrays, modules) as plain tensors, so it loads safely")
-def _convert_args(parser: argparse.ArgumentParser) -> None:
+def add_convert_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", metavar="FILE", help="the checkpoint to convert (unpickled: runs its code)")
     parser.add_argument("out", metavar="OUT.pt", help="where to write the converted checkpoint")
     parser.add_argument("--trust-source", action="store_true",
@@ -18,8 +15,7 @@ def _convert_args(parser: argparse.ArgumentParser) -> None:
                              "file can run any code")
 
 
-@_convert_args
-def _convert(args: argparse.Namespace) -> int:
+def run_convert(args: argparse.Namespace) -> int:
     from alexnet.models.checkpoint import convert_trusted
 
     if not args.trust_source:

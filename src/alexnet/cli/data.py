@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli.bench import benchmark
-from alexnet.cli.main import command
 from alexnet.data.images import DEFAULT_MAX_PIXELS
 
 
-@command("prepare", "decode a dataset once into a fast store: shorter side to SIZE, centre crop, "
-                    "RGB uint8, with the training set's mean image and RGB PCA (§2, §4.1)")
-def _prepare_args(parser: argparse.ArgumentParser) -> None:
+def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", help="folder (CLASS/IMAGE, or train/ val/ test/ of them; an ILSVRC "
                                     "flat val/ with its label file) or torchvision:NAME "
                                     "(imagenette, imagenette-320px, imagenette-160px, cifar10)")
@@ -53,8 +49,7 @@ def _prepare_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-@_prepare_args
-def _prepare(args: argparse.Namespace) -> int:
+def run_prepare(args: argparse.Namespace) -> int:
     from alexnet.data.prepare import prepare
 
     report = prepare(
@@ -70,9 +65,7 @@ def _prepare(args: argparse.Namespace) -> int:
     return 0
 
 
-@benchmark("data", "images/s of the torchvision ImageFolder+DataLoader baseline vs the prepared "
-                   "store + StoreLoader + batched paper augmentation, same cores, one run")
-def _bench_data_args(parser: argparse.ArgumentParser) -> None:
+def add_bench_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--source", default="../shared/data/imagenette",
                         help="ImageFolder dataset with train/ (default: %(default)s)")
     parser.add_argument("--store", default="runs/stores/imagenette-256",
@@ -91,8 +84,7 @@ def _bench_data_args(parser: argparse.ArgumentParser) -> None:
                              "its parallelism is one augmenting reader thread per worker)")
 
 
-@_bench_data_args
-def _bench_data(args: argparse.Namespace) -> int:
+def run_bench_data(args: argparse.Namespace) -> int:
     from alexnet.data.bench import DataBenchConfig, run_data_benchmark
 
     config = DataBenchConfig(

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli.main import command, parse_options
+from alexnet.cli.options import parse_options
 
 
-@command("demo", "the main job: train the paper's network on Imagenette, evaluate, write the report")
-def _demo_args(parser: argparse.ArgumentParser) -> None:
+def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", default="../shared/data/imagenette",
                         help="Imagenette folder with train/ and val/ (default: %(default)s)")
     parser.add_argument("--out", default="runs/imagenette", help="run folder (default: %(default)s)")
@@ -17,8 +16,7 @@ def _demo_args(parser: argparse.ArgumentParser) -> None:
                         help="override a TrainConfig field of the preset, e.g. --set epochs=2")
 
 
-@_demo_args
-def _demo(args: argparse.Namespace) -> int:
+def run_demo(args: argparse.Namespace) -> int:
     from alexnet.report.demo import run_demo
 
     result = run_demo(args.data, args.out, fresh=args.fresh, overrides=parse_options(args.set))

@@ -7,9 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from alexnet.cli.bench import benchmark
-from alexnet.cli.main import command
 from alexnet.errors import AlexNetError, check_non_negative, check_positive
+from alexnet.runtime.device import PRECISIONS
 from alexnet.runtime.outputs import check_figure_path, check_output_file, write_json
 
 
@@ -25,7 +24,7 @@ def _model_arguments(parser: argparse.ArgumentParser, several: bool = True) -> N
 
 def _run_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto (cuda if present, else cpu), cpu, cuda, cuda:N")
-    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="auto: bf16 autocast on GPUs and on CPUs with AMX/AVX-512-bf16, else fp32")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -82,8 +81,7 @@ def _report_skipped(skipped: list[tuple[str, str]]) -> None:
         print(f"skipped {file}: {reason}", file=sys.stderr)
 
 
-@command("evaluate", "top-1/top-5 error (centre or 10-crop), per-class accuracy, confusion; ensembles")
-def _evaluate_args(parser: argparse.ArgumentParser) -> None:
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     _model_arguments(parser)
     _data_arguments(parser)
     parser.add_argument("--views", default="center", choices=["center", "10crop", "ten_crop"],
@@ -96,8 +94,7 @@ def _evaluate_args(parser: argparse.ArgumentParser) -> None:
     _run_arguments(parser)
 
 
-@_evaluate_args
-def _evaluate(args: argparse.Namespace) -> int:
+def run_evaluate(args: argparse.Namespace) -> int:
     from alexnet.evaluate.accuracy import evaluate, format_per_class, format_table
 
     check_positive(limit=args.limit, batch_size=args.batch_size)
@@ -115,8 +112,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("predict", "top-5 classes with probabilities for image files")
-def _predict_args(parser: argparse.ArgumentParser) -> None:
+def add_predict_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="+", metavar="CKPT IMAGE",
                         help="a checkpoint then image files (only images with --weights torchvision)")
     _model_arguments(parser, several=False)
@@ -124,11 +120,10 @@ def _predict_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--views", default="center", choices=["center", "10crop", "ten_crop"])
     parser.add_argument("--json", default=None, metavar="FILE", help="write predictions as JSON ('-' = stdout)")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
 
 
-@_predict_args
-def _predict(args: argparse.Namespace) -> int:
+def run_predict(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
     from alexnet.evaluate.inference import predict_files
@@ -152,8 +147,7 @@ def _predict(args: argparse.Namespace) -> int:
     return 2 if any(p.error for p in predictions) else 0
 
 
-@command("features", "activations of a layer (default fc7, the 4096-d last hidden layer, §6.1) as .npz")
-def _features_args(parser: argparse.ArgumentParser) -> None:
+def add_features_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoints", nargs="*", metavar="CKPT", help="one checkpoint")
     _model_arguments(parser, several=False)
     _data_arguments(parser)
@@ -164,8 +158,7 @@ def _features_args(parser: argparse.ArgumentParser) -> None:
     _run_arguments(parser)
 
 
-@_features_args
-def _features(args: argparse.Namespace) -> int:
+def run_features(args: argparse.Namespace) -> int:
     from alexnet.evaluate.inference import extract_features
 
     check_positive(limit=args.limit, batch_size=args.batch_size)
@@ -184,8 +177,7 @@ def _one_model(args: argparse.Namespace) -> list:
     return _load(args, args.checkpoints)
 
 
-@command("neighbors", "nearest training images in fc7 space (Fig. 4 right), with binary-code retrieval")
-def _neighbors_args(parser: argparse.ArgumentParser) -> None:
+def add_neighbors_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoints", nargs="*", metavar="CKPT", help="one checkpoint")
     _model_arguments(parser, several=False)
     parser.add_argument("--data", required=True, metavar="DIR", help="store or folder with both splits")
@@ -206,8 +198,7 @@ def _neighbors_args(parser: argparse.ArgumentParser) -> None:
     _run_arguments(parser)
 
 
-@_neighbors_args
-def _neighbors(args: argparse.Namespace) -> int:
+def run_neighbors(args: argparse.Namespace) -> int:
     import torch
 
     from alexnet.evaluate.binary_codes import CodeConfig, measure_codes
@@ -269,9 +260,7 @@ def _neighbors(args: argparse.Namespace) -> int:
     return 0
 
 
-@command("export", "write a model as ONNX (checked with onnxruntime; --int8: quantised), safetensors, "
-                   "TorchScript, or a Hugging Face folder with a model card")
-def _export_args(parser: argparse.ArgumentParser) -> None:
+def add_export_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoints", nargs="*", metavar="RUN_OR_CKPT",
                         help="one checkpoint, or a run folder (its best checkpoint)")
     _model_arguments(parser, several=False)
@@ -289,8 +278,7 @@ def _export_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--calibration-method", default="minmax", choices=["minmax", "percentile", "entropy"])
 
 
-@_export_args
-def _export(args: argparse.Namespace) -> int:
+def run_export(args: argparse.Namespace) -> int:
     from alexnet.evaluate.export import export_model
     from alexnet.report.card import export_hf, resolve_run
 
@@ -315,14 +303,12 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-@benchmark("evaluate", "images/s of batched evaluation (uint8 in, views, bf16/channels_last) vs "
-                       "torchvision alexnet fp32 NCHW on ready float batches")
-def _bench_evaluate_args(parser: argparse.ArgumentParser) -> None:
+def add_bench_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="alexnet2012,alexnet2014")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--views", default="center", choices=["center", "10crop", "ten_crop"])
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batches", type=int, default=2, help="timed batches per variant per round")
     parser.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
@@ -338,12 +324,9 @@ def _bench_evaluate_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="with --checkpoint: only the first N images")
 
 
-@_bench_evaluate_args
-def _bench_evaluate(args: argparse.Namespace) -> int:
+def run_bench_evaluate(args: argparse.Namespace) -> int:
     from alexnet.evaluate.bench import EvalBenchConfig, run_eval_bench
 
-    if min(args.batch_size, args.rounds, args.batches) < 1:
-        raise AlexNetError("--batch-size, --rounds and --batches must be positive")
     config = EvalBenchConfig(tuple(m.strip() for m in args.models.split(",") if m.strip()), args.batch_size,
                              args.views, args.device, args.precision, args.rounds, args.batches,
                              int8=args.int8, latency_repeats=args.latency_repeats, checkpoint=args.checkpoint,

@@ -5,13 +5,10 @@ from __future__ import annotations
 import argparse
 import shlex
 
-from alexnet.cli.main import command
 from alexnet.errors import AlexNetError
 
 
-@command("experiment", "reproduce one of the paper's claims: train the variants, write a table "
-                       "and a plot with a verdict")
-def _experiment_args(parser: argparse.ArgumentParser) -> None:
+def add_experiment_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("name", nargs="?",
                         help="experiment name (see --list), or 'all': every experiment in turn, "
                              "skipping current results, then the README's table")
@@ -37,8 +34,7 @@ def _experiment_args(parser: argparse.ArgumentParser) -> None:
                              "rewritten (default: ./README.md when it has the markers)")
 
 
-@_experiment_args
-def _experiment(args: argparse.Namespace) -> int:
+def run_experiment(args: argparse.Namespace) -> int:
     from alexnet.experiments import EXPERIMENTS, SCALES, get_experiment
 
     if args.list:

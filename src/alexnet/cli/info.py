@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli.main import command, parse_options
+from alexnet.cli.options import parse_options
 
 
 def _add_info(parser: argparse.ArgumentParser) -> None:
@@ -16,13 +16,11 @@ def _add_info(parser: argparse.ArgumentParser) -> None:
                         help="model option, e.g. -o num_classes=10 -o lrn=false")
 
 
-@command("info", "layer table of a model: output shapes, parameters, multiply-adds, paper section")
-def _info_args(parser: argparse.ArgumentParser) -> None:
+def add_info_arguments(parser: argparse.ArgumentParser) -> None:
     _add_info(parser)
 
 
-@_info_args
-def _info(args: argparse.Namespace) -> int:
+def run_info(args: argparse.Namespace) -> int:
     from alexnet.models import MODELS
     from alexnet.models.info import format_table, layer_table
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from alexnet.cli.main import command
+from alexnet.runtime.device import PRECISIONS
 
 
-@command("report", "evaluate a run's best checkpoint, draw Fig. 3 / Fig. 4 / curves, write report.html")
-def _report_args(parser: argparse.ArgumentParser) -> None:
+def add_report_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run_dir", metavar="RUN_DIR", help="a folder written by alexnet train")
     parser.add_argument("--data", default=None, metavar="DIR", help="default: the data in config.json")
     parser.add_argument("--checkpoint", default=None, help="default: RUN_DIR/checkpoints/best.pt")
@@ -30,12 +29,11 @@ def _report_args(parser: argparse.ArgumentParser) -> None:
                         help="put the PNGs inside report.html (one file to send)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--no-progress", action="store_true")
 
 
-@_report_args
-def _report(args: argparse.Namespace) -> int:
+def run_report(args: argparse.Namespace) -> int:
     from alexnet.report import ReportOptions, build_report
 
     options = ReportOptions(  # checks its own values (one-line errors, as from a notebook)

@@ -1,7 +1,8 @@
 """``alexnet train`` and ``alexnet bench train``.
 
 Every TrainConfig field is a flag (``--lr 0.02``, ``--no-flip``, ``--lr-milestones 30,60``,
-``--model-option width=0.5``), generated from the dataclass so that the two never disagree;
+``--model-option width=0.5``), generated from the dataclass, its help from the field's
+``metadata["help"]``, so that the two never disagree;
 only the flags given override the preset. The command parses, calls
 ``alexnet.train.train`` and prints its summary.
 """
@@ -10,35 +11,17 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
-import re
 import typing
-from pathlib import Path
 from typing import Any
 
-from alexnet.cli.bench import benchmark
-from alexnet.cli.main import command, parse_options
-from alexnet.errors import AlexNetError
+from alexnet.cli.options import parse_options
+from alexnet.runtime.device import PRECISIONS
 
 # flags that take KEY=VALUE pairs, for the dict-valued fields
 PAIR_FIELDS = {"model_options": "model-option", "layer_weight_decay": "layer-weight-decay"}
 
 
-def _field_help() -> dict[str, str]:
-    """The trailing ``# comment`` of each TrainConfig field, as its --help text."""
-    from alexnet.train.config import TrainConfig
-
-    try:
-        source = inspect.getsource(TrainConfig)
-    except (OSError, TypeError):
-        return {}
-    found = re.findall(r"^    (\w+): [^=\n]+=[^#\n]*#\s*(.+)$", source, flags=re.MULTILINE)
-    return dict(found)
-
-
-@command("train", "train a model: the paper's recipe (§4-5) as named presets, resumable, "
-                  "DDP via torchrun, the two-device towers of §3.2")
-def _train_args(parser: argparse.ArgumentParser) -> None:
+def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     from alexnet.train.config import PRESETS, TrainConfig
 
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
@@ -51,12 +34,11 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
                              "it); relaunching the same command on a run folder also resumes")
     parser.add_argument("--fresh", action="store_true",
                         help="start over in --out, deleting its checkpoints and logs")
-    helps = _field_help()
     defaults = TrainConfig()
     hints = typing.get_type_hints(TrainConfig)
     group = parser.add_argument_group("config (every TrainConfig field; default: the preset's)")
     for f in dataclasses.fields(TrainConfig):
-        text = helps.get(f.name, "")
+        text = f.metadata["help"]  # every TrainConfig field has one (train/config.py)
         default = getattr(defaults, f.name)
         if f.name in PAIR_FIELDS:
             group.add_argument(f"--{PAIR_FIELDS[f.name]}", dest=f.name, action="append",
@@ -72,26 +54,15 @@ def _train_args(parser: argparse.ArgumentParser) -> None:
                                metavar=f.name.upper(), help=f"{text} (default {shown})".strip())
 
 
-@_train_args
-def _train(args: argparse.Namespace) -> int:
+def run_train(args: argparse.Namespace) -> int:
     from alexnet.train import train
-    from alexnet.train.config import TrainConfig, apply_overrides, resolve_config
+    from alexnet.train.config import resolve_config, resume_config
 
     overrides = _overrides(args)
     preset = args.preset
     if args.resume is not None:
-        if args.fresh:
-            raise AlexNetError("--resume and --fresh contradict each other; give one")
-        saved = Path(args.resume) / "config.json"
-        if not saved.is_file():
-            raise AlexNetError(f"{args.resume} is not a run folder ({saved} missing)")
-        import json
-
-        record = json.loads(saved.read_text())
-        names = {f.name for f in dataclasses.fields(TrainConfig)}
-        config = apply_overrides(TrainConfig(), {k: v for k, v in record.items() if k in names})
-        config = apply_overrides(config, {**overrides, "out": args.resume}).validate()
-        preset = preset or record.get("preset")
+        config, saved_preset = resume_config(args.resume, overrides, fresh=args.fresh)
+        preset = preset or saved_preset
     else:
         config = resolve_config(preset, overrides)
     result = train(config, fresh=args.fresh, preset=preset)
@@ -114,16 +85,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     return values
 
 
-@benchmark("train", "images/s of a training step: alexnet2012 and alexnet2014 on the fast path vs "
-                    "torchvision's alexnet in fp32 eager NCHW and as the strongest plain-PyTorch "
-                    "peer (bf16 autocast where fast, channels_last), interleaved in one run")
-def _bench_train_args(parser: argparse.ArgumentParser) -> None:
+def add_bench_train_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--models", default="alexnet2012,alexnet2014",
                         help="comma-separated candidates (default: %(default)s)")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 (default: cpu)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"],
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="candidates' precision (auto: bf16 where fast)")
     parser.add_argument("--no-channels-last", action="store_true")
     parser.add_argument("--compile", action="store_true", help="torch.compile the candidates")
@@ -139,20 +107,10 @@ def _bench_train_args(parser: argparse.ArgumentParser) -> None:
                              "(default: %(default)s)")
 
 
-@_bench_train_args
-def _bench_train(args: argparse.Namespace) -> int:
-    from alexnet.models import list_models
+def run_bench_train(args: argparse.Namespace) -> int:
     from alexnet.train.bench import TrainBenchConfig, run_train_benchmark
 
     models = tuple(m.strip() for m in args.models.split(",") if m.strip())
-    unknown = [m for m in models if m not in list_models()]
-    if unknown:
-        raise AlexNetError(f"unknown model {unknown[0]!r}; valid: {', '.join(list_models())}")
-    for name in ("image_size", "batch_size", "rounds", "steps"):
-        if getattr(args, name) < 1:
-            raise AlexNetError(f"--{name.replace('_', '-')} must be at least 1")
-    if not args.target_ratio > 0:
-        raise AlexNetError(f"--target-ratio must be positive, got {args.target_ratio}")
     config = TrainBenchConfig(models=models, image_size=args.image_size,
                               batch_size=args.batch_size, device=args.device,
                               precision=args.precision, channels_last=not args.no_channels_last,

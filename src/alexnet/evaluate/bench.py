@@ -63,6 +63,10 @@ class EvalBenchConfig:
     limit: int | None = None
     int8_model: str | None = None  # its int8 graph; None: quantised here
 
+    def __post_init__(self) -> None:
+        if not min(self.batch_size, self.rounds, self.batches) >= 1:
+            raise AlexNetError("--batch-size, --rounds and --batches must be positive")
+
 
 PEER = "torchvision peer"
 

@@ -39,7 +39,7 @@ import torchvision
 from torch import nn
 
 from alexnet.errors import AlexNetError, check_non_negative, check_positive
-from alexnet.models import check_input_size, create_model
+from alexnet.models import check_input_size, create_model, list_models
 from alexnet.models.info import mult_adds
 from alexnet.runtime.device import PRECISION_NAMES, autocast_dtype
 from alexnet.runtime.machine import describe_cpu
@@ -64,6 +64,14 @@ class TrainBenchConfig:
     target_ratio: float = 5.0  # profile: print the peak fraction this ratio would need
 
     def __post_init__(self) -> None:
+        unknown = [m for m in self.models if m not in list_models()]
+        if unknown:
+            raise AlexNetError(f"unknown model {unknown[0]!r}; valid: {', '.join(list_models())}")
+        for name in ("image_size", "batch_size", "rounds", "steps"):
+            if not getattr(self, name) >= 1:
+                raise AlexNetError(f"--{name.replace('_', '-')} must be at least 1")
+        if not self.target_ratio > 0:
+            raise AlexNetError(f"--target-ratio must be positive, got {self.target_ratio}")
         check_positive(image_size=self.image_size, batch_size=self.batch_size, rounds=self.rounds,
                        steps=self.steps, num_classes=self.num_classes)
         check_non_negative(warmup=self.warmup)

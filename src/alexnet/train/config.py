@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import types
 import typing
 from collections.abc import Mapping
@@ -23,94 +24,121 @@ from typing import Any
 
 from alexnet.errors import AlexNetError, unknown_choice
 from alexnet.models import check_input_size, list_models, model_options
+from alexnet.runtime.device import PRECISIONS
+from alexnet.runtime.run_folder import RunFolder
 
 SCHEDULES = ("plateau", "step", "cosine", "linear", "epochs")
 UPDATE_RULES = ("torch", "cuda_convnet")
 LIGHTING_UNITS = ("fb_resnet", "cuda_convnet")
 TRAIN_NORMALIZATIONS = ("mean_image", "channel")  # "imagenet" (data/augment.py) is for torchvision's weights
-PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+
+
+def _field(default: Any, help: str) -> Any:
+    """A TrainConfig field with its help text, which ``alexnet train --help`` shows."""
+    return field(default=default, metadata={"help": help})
+
+
+def _help(text: str) -> dict[str, str]:
+    """The metadata of a field with a mutable default: ``field(default_factory=..., metadata=_help(...))``."""
+    return {"help": text}
 
 
 @dataclass
 class TrainConfig:
     # --- the network (§3): a registered model and its options -----------------------------
-    model: str = "alexnet2012"
-    model_options: dict[str, Any] = field(default_factory=lambda: {"init": "kaiming"})
+    model: str = _field("alexnet2012", "a registered model (alexnet info lists them)")
+    model_options: dict[str, Any] = field(default_factory=lambda: {"init": "kaiming"}, metadata=_help("options of the model, e.g. width=0.5, init=paper, lrn=false"))
 
     # --- data (§2, §4.1) ------------------------------------------------------------------
-    data: str = ""  # a prepared store (alexnet prepare), or an image folder to prepare first
-    image_size: int = 256  # side of the stored images; an image folder is prepared at this size
-    store_dir: str = "runs/stores"  # where an image folder given as `data` is prepared
-    train_split: str = "train"
-    val_split: str = "val"
-    crop_size: int = 224  # random crops of this side for training, centre crop for validation
-    flip: bool = True  # horizontal reflections (§4.1)
-    pca_lighting: float = 0.1  # std of the PCA colour alphas (§4.1); 0 turns it off
-    # > 0: random-resized crops covering this..1 of the image area (scale augmentation, not
-    # the paper's); 0: §4.1's fixed crop_size crops
-    resized_crop_scale: float = 0.0
-    # units of the PCA lighting (docs/data.md): fb_resnet: eigvec @ (alpha * eigval / 255);
-    # cuda_convnet (convdata_jpeg.py): eigvec @ (alpha * sqrt(eigval)), view / (1 + std)
-    lighting_units: str = "fb_resnet"
-    lighting_epochs: dict[str, float] = field(default_factory=dict)  # EPOCH=STD: pca_lighting from that epoch on
-    normalization: str = "mean_image"  # mean_image: subtract the per-pixel mean (§2); channel
-    scale_inputs: bool = True  # also divide by the per-channel std (units, see docs/training.md)
+    data: str = _field("", "a prepared store (alexnet prepare), or an image folder to prepare first")
+    image_size: int = _field(256, "side of the stored images; an image folder is prepared at this size")
+    store_dir: str = _field("runs/stores", "where an image folder given as data is prepared")
+    train_split: str = _field("train", "the store split to train on")
+    val_split: str = _field("val", "the store split to validate on (missing: no validation)")
+    crop_size: int = _field(224, "random crops of this side for training, centre crop for validation")
+    flip: bool = _field(True, "horizontal reflections (§4.1)")
+    pca_lighting: float = _field(0.1, "std of the PCA colour alphas (§4.1); 0 turns it off")
+    resized_crop_scale: float = _field(
+        0.0, "> 0: random-resized crops covering this..1 of the image area (scale augmentation, "
+        "not the paper's); 0: §4.1's fixed crop_size crops")
+    lighting_units: str = _field(
+        "fb_resnet", "units of the PCA lighting (docs/data.md): fb_resnet: eigvec @ (alpha * "
+        "eigval / 255); cuda_convnet (convdata_jpeg.py): eigvec @ (alpha * sqrt(eigval)), "
+        "view / (1 + std)")
+    lighting_epochs: dict[str, float] = field(default_factory=dict, metadata=_help("EPOCH=STD: pca_lighting from that epoch on (the 2012 code's noise off late)"))
+    normalization: str = _field("mean_image", "mean_image: subtract the per-pixel mean (§2); "
+                                "channel: per-channel mean and std")
+    scale_inputs: bool = _field(True, "also divide by the pixel std (units, see docs/training.md)")
 
     # --- optimisation (§5) ----------------------------------------------------------------
-    epochs: int = 90
-    batch_size: int = 128  # global: summed over all ranks
-    lr: float = 0.01
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    nesterov: bool = False
-    bias_lr_factor: float = 1.0  # cuda-convnet and Caffe train biases at 2x the rate
-    layer_weight_decay: dict[str, float] = field(default_factory=dict)  # name prefix -> decay
-    label_smoothing: float = 0.0  # not the paper's; 0 keeps its plain cross-entropy
-    bias_lr: float = 0.0  # > 0: biases train at this fixed rate whatever the schedule (2012 code: epsB 0.02)
-    # PREFIX@EPOCH=LR: parameters named PREFIX... train at LR from that epoch on (conv1 in 2012)
-    layer_lr_epochs: dict[str, float] = field(default_factory=dict)
-    update_rule: str = "torch"  # torch: torch.optim.SGD; cuda_convnet: weights.cu's inc = mom inc - lr (grad + wd w)
+    epochs: int = _field(90, "epochs to train (§5: roughly 90)")
+    batch_size: int = _field(128, "images per SGD step, global: summed over all ranks (§5: 128)")
+    lr: float = _field(0.01, "the initial learning rate (§5: 0.01)")
+    momentum: float = _field(0.9, "SGD momentum (§5: 0.9)")
+    weight_decay: float = _field(5e-4, "L2 weight decay on the weights, not the biases (§5: 0.0005)")
+    nesterov: bool = _field(False, "Nesterov momentum (not the paper's)")
+    bias_lr_factor: float = _field(1.0, "biases train at this multiple of lr (cuda-convnet "
+                                   "and Caffe: 2)")
+    layer_weight_decay: dict[str, float] = field(default_factory=dict, metadata=_help("name prefix -> weight decay"))
+    label_smoothing: float = _field(0.0, "not the paper's; 0 keeps its plain cross-entropy")
+    bias_lr: float = _field(0.0, "> 0: biases train at this fixed rate whatever the schedule "
+                            "(2012 code: epsB 0.02)")
+    layer_lr_epochs: dict[str, float] = field(default_factory=dict, metadata=_help("PREFIX@EPOCH=LR: parameters named PREFIX... train at LR from that epoch on "
+        "(conv1 in 2012)"))
+    update_rule: str = _field("torch", "torch: torch.optim.SGD; cuda_convnet: weights.cu's "
+                              "inc = mom inc - lr (grad + wd w)")
 
     # --- learning-rate schedule -----------------------------------------------------------
-    schedule: str = "plateau"  # plateau (§5) | step | cosine | linear
-    warmup_epochs: float = 0.0  # linear ramp from lr * warmup_start_factor, before the schedule
-    warmup_start_factor: float = 0.1
-    lr_factor: float = 0.1  # plateau / step: multiply by this at a reduction
-    lr_milestones: list[int] = field(default_factory=lambda: [30, 60])  # step: reduce at these epochs
-    lr_epochs: dict[str, float] = field(default_factory=dict)  # epochs: EPOCH=LR, the rate from that epoch (1 = first) on
-    plateau_patience: int = 5  # plateau: epochs without a better val error before reducing
-    plateau_threshold: float = 1e-3  # plateau: an improvement smaller than this is none
-    max_lr_reductions: int = 3  # plateau: the paper reduced three times
-    final_lr_factor: float = 0.0  # cosine / linear: lr at the end as a fraction of lr
+    schedule: str = _field("plateau", "plateau (§5) | step | cosine | linear | epochs")
+    warmup_epochs: float = _field(0.0, "linear ramp from lr * warmup_start_factor, before the "
+                                  "schedule")
+    warmup_start_factor: float = _field(0.1, "the warmup's first rate as a fraction of lr")
+    lr_factor: float = _field(0.1, "plateau / step: multiply by this at a reduction (§5: 0.1)")
+    lr_milestones: list[int] = field(default_factory=lambda: [30, 60], metadata=_help("step: reduce at these epochs"))
+    lr_epochs: dict[str, float] = field(default_factory=dict, metadata=_help("epochs: EPOCH=LR, the rate from that epoch "
+                                         "(1 = first) on"))
+    plateau_patience: int = _field(5, "plateau: epochs without a better val error before "
+                                   "reducing")
+    plateau_threshold: float = _field(1e-3, "plateau: an improvement smaller than this is none")
+    max_lr_reductions: int = _field(3, "plateau: the paper reduced three times")
+    final_lr_factor: float = _field(0.0, "cosine / linear: lr at the end as a fraction of lr")
 
     # --- speed ----------------------------------------------------------------------------
-    device: str = "auto"  # auto: cuda when present, else cpu
-    precision: str = "auto"  # auto: bf16 autocast on GPUs and AMX / AVX-512-bf16 CPUs, else fp32
-    channels_last: bool = True
-    compile: bool = False  # torch.compile the model (minutes of compile time on a CPU)
-    loader_workers: int = 0  # 0: the loader's default
-    val_batch_size: int = 256
+    device: str = _field("auto", "auto: cuda when present, else cpu")
+    precision: str = _field("auto", "auto: bf16 autocast on GPUs and AMX / AVX-512-bf16 CPUs, "
+                            "else fp32")
+    channels_last: bool = _field(True, "channels_last memory format (faster convolutions)")
+    compile: bool = _field(False, "torch.compile the model (minutes of compile time on a CPU)")
+    loader_workers: int = _field(0, "reader threads of the loader; 0: its default (1 on a "
+                                 "CPU, 4 on a GPU)")
+    val_batch_size: int = _field(256, "images per validation batch, over all ranks")
 
     # --- reproducibility ------------------------------------------------------------------
-    seed: int = 0
-    deterministic: bool = False  # deterministic kernels; two runs give identical curves
+    seed: int = _field(0, "seeds the initial weights, the order, the augmentation and dropout")
+    deterministic: bool = _field(False, "deterministic kernels; two runs give identical curves")
 
     # --- checkpoints, logs, stopping -------------------------------------------------------
-    out: str = "runs/train"
-    checkpoint_every_steps: int = 0  # also every epoch; 0: only at epoch ends
-    keep_checkpoints: int = 3  # step-*.pt files kept (last.pt and best.pt always are)
-    log_every_steps: int = 10
-    val_every_epochs: int = 1
-    flat_loss_steps: int = 300  # warn when the loss has not dropped after this many steps
-    ten_crop_final: bool = False  # also score the final model on the paper's 10 patches (§4.1)
-    max_steps: int = 0  # stop after this many optimizer steps in total (0: run all epochs)
-    progress: str = "auto"  # auto: a bar on a terminal, plain lines otherwise / under CI; bar; lines
+    out: str = _field("runs/train", "the run folder: config, metrics, checkpoints, weights")
+    checkpoint_every_steps: int = _field(0, "also every epoch; 0: only at epoch ends")
+    keep_checkpoints: int = _field(3, "step-*.pt files kept (last.pt and best.pt always are)")
+    log_every_steps: int = _field(10, "a metrics.jsonl step record every this many steps")
+    val_every_epochs: int = _field(1, "validate every this many epochs (and after the last)")
+    flat_loss_steps: int = _field(300, "warn when the loss has not dropped after this many "
+                                  "steps; 0: never")
+    ten_crop_final: bool = _field(False, "also score the final model on the paper's 10 "
+                                  "patches (§4.1)")
+    max_steps: int = _field(0, "stop after this many optimizer steps in total (0: run all "
+                            "epochs)")
+    progress: str = _field("auto", "auto: a bar on a terminal, plain lines otherwise / under "
+                           "CI; bar; lines")
 
     # --- starting weights and model parallelism --------------------------------------------
-    init_from: str | None = None  # checkpoint to fine-tune from (the paper's "1 CNN*" row)
-    weights: str | None = None  # "torchvision": start from IMAGENET1K_V1 (alexnet2014)
-    weights_file: str | None = None  # local .pth for --weights torchvision (offline)
-    towers_on_devices: str | None = None  # "cuda:0,cuda:1": one alexnet2012 tower each (§3.2)
+    init_from: str | None = _field(None, "checkpoint to fine-tune from (the paper's \"1 CNN*\" "
+                                   "row)")
+    weights: str | None = _field(None, "\"torchvision\": start from IMAGENET1K_V1 (alexnet2014)")
+    weights_file: str | None = _field(None, "local .pth for --weights torchvision (offline)")
+    towers_on_devices: str | None = _field(None, "\"cuda:0,cuda:1\": one alexnet2012 tower "
+                                           "each (§3.2)")
 
     @classmethod
     def from_dict(cls, values: Mapping[str, Any]) -> TrainConfig:
@@ -320,6 +348,22 @@ PRESETS: dict[str, Preset] = {
          "lr_milestones": [120, 130], "lr_factor": 0.1, "out": "runs/cifar10-18pct"},
     ),
 }
+
+
+def resume_config(run_dir: str | os.PathLike[str], overrides: Mapping[str, Any] | None = None,
+                  *, fresh: bool = False) -> tuple[TrainConfig, str | None]:
+    """What ``alexnet train --resume RUN_DIR`` continues: the config the run folder was
+    trained with (its config.json), ``overrides`` applied, ``out`` the folder; and its preset."""
+    if fresh:
+        raise AlexNetError("--resume and --fresh contradict each other; give one")
+    folder = RunFolder(run_dir)
+    if not folder.config.is_file():
+        raise AlexNetError(f"{run_dir} is not a run folder ({folder.config} missing)")
+    record = folder.read_config()
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = apply_overrides(TrainConfig(), {k: v for k, v in record.items() if k in names})
+    config = apply_overrides(config, {**(overrides or {}), "out": str(run_dir)})
+    return config.validate(), record.get("preset")
 
 
 def resolve_config(preset: str | None = None, overrides: Mapping[str, Any] | None = None,
