@@ -199,11 +199,8 @@ def add_neighbors_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_neighbors(args: argparse.Namespace) -> int:
-    import torch
-
-    from alexnet.evaluate.binary_codes import CodeConfig, measure_codes
-    from alexnet.evaluate.inference import extract_features, find_neighbors
     from alexnet.evaluate.inputs import image_files, spread_indices
+    from alexnet.evaluate.neighbors import NoQueryImages, search_neighbors
 
     check_positive(gallery_limit=args.gallery_limit, queries=args.queries, k=args.k,
                    code_steps=args.code_steps, recall_queries=args.recall_queries,
@@ -218,22 +215,26 @@ def run_neighbors(args: argparse.Namespace) -> int:
                    precision=args.precision, progress=not args.no_progress)
     gallery_source = _open(args, models, args.gallery_split)
     query_source = _open(args, models, args.query_split) if args.query is None else None
-    gallery = extract_features(models[0], gallery_source, limit=args.gallery_limit, **options)
-    _report_skipped(gallery_source.skipped)
     if args.query is not None:
         shown_source = image_files(args.query, gallery_source.size)
     else:
         shown_source = query_source.subset(spread_indices(query_source.labels, args.queries))
+    # recall of the codes on the first held-out images of the query split (none for files)
+    recall_source = (None if query_source is None else
+                     query_source.subset(range(min(args.recall_queries, len(query_source)))))
     try:
-        queries = extract_features(models[0], shown_source, **options)
-    except AlexNetError:
+        search = search_neighbors(models[0], gallery_source, shown_source, args.k,
+                                  gallery_limit=args.gallery_limit, recall_source=recall_source,
+                                  code_bits=args.code_bits, code_steps=args.code_steps, **options)
+    except NoQueryImages:
         if args.query is None:
             raise
         raise AlexNetError(f"none of the {len(args.query)} --query files can be read (each is "
                            "listed above with its reason)") from None
-    finally:  # every unreadable query file is named, not only the first
+    finally:  # every unreadable file is named, not only the first
+        _report_skipped(gallery_source.skipped)
         _report_skipped(shown_source.skipped)
-    result = find_neighbors(gallery, queries, args.k)
+    result = search.result
     for file, cls, row in zip(result.query_files, result.query_classes, result.neighbors, strict=True):
         print(f"{file} ({cls})")
         for n in row:
@@ -241,14 +242,9 @@ def run_neighbors(args: argparse.Namespace) -> int:
     if result.same_class_fraction is not None:
         print(f"{result.same_class_fraction:.1%} of the neighbours shown are of the query's class")
     payload: dict[str, object] = {"neighbors": result.to_json()}
-    if args.code_bits > 0 and query_source is not None:
-        held_out = query_source.subset(range(min(args.recall_queries, len(query_source))))
-        recall_features = extract_features(models[0], held_out, **options)
-        _, report = measure_codes(torch.from_numpy(gallery.features),
-                                  torch.from_numpy(recall_features.features), args.k,
-                                  CodeConfig(bits=args.code_bits, steps=args.code_steps))
-        print(report.summary())
-        payload["codes"] = report.to_json()
+    if search.codes is not None:
+        print(search.codes.summary())
+        payload["codes"] = search.codes.to_json()
     if args.figure:
         from alexnet.evaluate.scoring import ScoringModel
         from alexnet.report.build import neighbor_figure

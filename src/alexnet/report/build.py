@@ -27,9 +27,8 @@ from alexnet.data.augment import center_boxes
 from alexnet.data.store import data_from_config
 from alexnet.errors import AlexNetError, check_non_negative, check_positive
 from alexnet.evaluate.accuracy import PAPER_TABLE2, EvalResult, evaluate
-from alexnet.evaluate.binary_codes import CodeConfig, measure_codes
-from alexnet.evaluate.inference import extract_features, find_neighbors
 from alexnet.evaluate.inputs import ImageSource, fetch_images, open_images, spread_indices
+from alexnet.evaluate.neighbors import search_neighbors
 from alexnet.evaluate.scoring import LoadedModel, ScoringModel, load_models
 from alexnet.report import figures
 from alexnet.report.html import FigureRef, Page, Table, write_page
@@ -275,12 +274,14 @@ def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, opt
         return evaluations, extra
     if options.gallery_limit is not None and options.gallery_limit < len(gallery_source):
         gallery_source = gallery_source.subset(spread_indices(gallery_source.labels, options.gallery_limit))
-    features = dict(layer=options.layer, batch_size=options.batch_size, device=options.device,
-                    precision=options.precision, progress=options.progress)
-    gallery = extract_features(loaded, gallery_source, **features)  # type: ignore[arg-type]
     query_source = source.subset(spread_indices(source.labels, options.queries))
-    queries = extract_features(loaded, query_source, **features)  # type: ignore[arg-type]
-    neighbors = find_neighbors(gallery, queries, options.k)
+    recall_source = source.subset(spread_indices(source.labels, 500)) if len(gallery_source) >= 2 else None
+    search = search_neighbors(loaded, gallery_source, query_source, options.k,  # type: ignore[arg-type]
+                              recall_source=recall_source, code_bits=options.code_bits,
+                              code_steps=options.code_steps, layer=options.layer,
+                              batch_size=options.batch_size, device=options.device,
+                              precision=options.precision, progress=options.progress)
+    gallery, neighbors = search.gallery, search.result
     page.figures.append(FigureRef(f"Nearest neighbours in {gallery.layer} space (Fig. 4 right)",
                                   neighbor_figure(neighbors, gallery_source, query_source, scorer,
                                                   figures_dir / "neighbors.png"),
@@ -288,11 +289,8 @@ def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, opt
                                   f"{_percent(neighbors.same_class_fraction)} of the neighbours shown share "
                                   "the query's class."))
     extra["neighbors"] = neighbors.to_json()
-    if options.code_bits > 0 and len(gallery.labels) >= 2:
-        recall_source = source.subset(spread_indices(source.labels, 500))
-        held_out = extract_features(loaded, recall_source, **features)  # type: ignore[arg-type]
-        _, codes = measure_codes(torch.from_numpy(gallery.features), torch.from_numpy(held_out.features),
-                                 options.k, CodeConfig(bits=options.code_bits, steps=options.code_steps))
+    if search.codes is not None:
+        codes = search.codes
         rows = [[r, _percent(codes.recall[r]), _percent(codes.random_projection_recall[r])] for r in codes.recall]
         page.results.append(Table(
             f"Retrieval with {codes.bits}-bit codes (§6.1)", ["shortlist size R", "auto-encoder codes",
