@@ -43,7 +43,7 @@ def search_neighbors(loaded: LoadedModel, gallery_source: ImageSource, query_sou
     except AlexNetError as error:
         raise NoQueryImages(str(error)) from error
     search = NeighborSearch(gallery, queries, find_neighbors(gallery, queries, k))
-    if code_bits > 0 and recall_source is not None:
+    if code_bits > 0 and recall_source is not None and len(gallery.labels) >= 2:
         held_out = extract_features(loaded, recall_source, **features)
         _, search.codes = measure_codes(torch.from_numpy(gallery.features),
                                         torch.from_numpy(held_out.features), k,

@@ -275,7 +275,7 @@ def _evaluate_and_draw(loaded: LoadedModel, scorer: ScoringModel, data: str, opt
     if options.gallery_limit is not None and options.gallery_limit < len(gallery_source):
         gallery_source = gallery_source.subset(spread_indices(gallery_source.labels, options.gallery_limit))
     query_source = source.subset(spread_indices(source.labels, options.queries))
-    recall_source = source.subset(spread_indices(source.labels, 500)) if len(gallery_source) >= 2 else None
+    recall_source = source.subset(spread_indices(source.labels, 500))
     search = search_neighbors(loaded, gallery_source, query_source, options.k,  # type: ignore[arg-type]
                               recall_source=recall_source, code_bits=options.code_bits,
                               code_steps=options.code_steps, layer=options.layer,
