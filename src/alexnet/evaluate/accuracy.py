@@ -42,10 +42,16 @@ PAPER_TABLE2 = (
 )
 
 
+def topk_hits(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    """(N, C) scores, (N,) labels -> (N, k) bool: column j marks the label at rank j, so
+    ``[:, 0]`` is top-1 and ``.any(1)`` top-k from one topk call."""
+    k = min(k, scores.shape[1])
+    return scores.topk(k, dim=1).indices == labels.unsqueeze(1)
+
+
 def topk_correct(scores: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
     """(N, C) scores, (N,) labels -> (N,) bool: the label is among the k highest scores."""
-    k = min(k, scores.shape[1])
-    return (scores.topk(k, dim=1).indices == labels.unsqueeze(1)).any(dim=1)
+    return topk_hits(scores, labels, k).any(dim=1)
 
 
 def split_totals(scorer: ScoringModel, batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
