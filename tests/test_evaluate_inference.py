@@ -25,6 +25,7 @@ from alexnet.evaluate.inference import (
     predict_files,
 )
 from alexnet.evaluate.inputs import open_images
+from alexnet.evaluate.neighbors import search_neighbors
 from alexnet.evaluate.scoring import load_models
 from alexnet.models import create_model
 from evaluate_helpers import make_checkpoint, make_folder
@@ -121,3 +122,17 @@ def test_features_neighbors_and_predictions_on_a_folder(tmp_path: Path) -> None:
     probabilities = [p for _, _, p in predictions[0].top]
     assert len(probabilities) == 3 and probabilities == sorted(probabilities, reverse=True)
     assert predictions[0].top[0][1] == predictions[0].top[0][0].upper()  # class names
+
+
+def test_search_neighbors_measures_codes_only_for_a_gallery_of_two_or_more(tmp_path: Path) -> None:
+    # an auto-encoder needs at least 2 gallery features; with 1 (a limit, or skipped files)
+    # the search still answers and leaves the codes out instead of failing
+    data = make_folder(tmp_path / "data", per_class=2)
+    loaded = load_models([make_checkpoint(tmp_path / "m.pt")])[0]
+    source = open_images(data, "train", 72)
+    queries = source.subset([0, 1])
+    options = {"recall_source": source, "code_bits": 8, "code_steps": 2, "progress": False}
+    one = search_neighbors(loaded, source, queries, 1, gallery_limit=1, **options)
+    assert len(one.gallery.labels) == 1 and one.codes is None
+    two = search_neighbors(loaded, source, queries, 1, gallery_limit=2, **options)
+    assert len(two.gallery.labels) == 2 and two.codes is not None
