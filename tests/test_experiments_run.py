@@ -7,6 +7,7 @@ synthetic store.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -14,9 +15,12 @@ import pytest
 
 from alexnet.cli import main
 from alexnet.data.prepare import prepare
+from alexnet.errors import AlexNetError
 from alexnet.experiments import get_experiment
 from alexnet.experiments.measure import VERDICTS
-from alexnet.experiments.runner import run_experiment
+from alexnet.experiments.registry import Scale
+from alexnet.experiments.runner import _subset_store, definition_key, run_experiment
+from evaluate_helpers import make_folder
 from train_helpers import make_store
 
 
@@ -237,3 +241,24 @@ def test_the_test_scale_trains_on_a_handful_and_writes_only_into_its_runs_folder
     train = json.loads((stores[0] / "manifest.json").read_text())["splits"]["train"]
     assert train["count"] == 80  # 8 of each of the 10 classes
     assert all(o.n_images == 80 for v in result.variants.values() for o in v.outcomes)  # test split
+
+
+def test_train_per_class_cuts_the_training_split_only(tmp_path: Path) -> None:
+    """dropout's regime: few training images (overfitting), scored on the whole test split."""
+    folder = make_folder(tmp_path / "images", per_class=3)  # train: 5 per class, val: 3
+    dropout = get_experiment("dropout")
+    test = dataclasses.replace(dropout.scales["test"], per_class=None, train_per_class=2)
+    experiment = dataclasses.replace(dropout, scales={**dropout.scales, "test": test})
+    runs = tmp_path / "runs"
+    store = _subset_store(experiment, "test", runs, str(folder), log=lambda _line: None)
+    assert store == str(runs / "stores" / "images-72-train-2-per-class")
+    counts = {name: split["count"] for name, split in
+              json.loads((Path(store) / "manifest.json").read_text())["splits"].items()}
+    assert counts == {"train": 2 * 4, "val": 3 * 4}
+    # the cut is part of what the result answers; the scales without one keep their digests
+    assert definition_key(experiment, "test", [0], store) != \
+        definition_key(dropout, "test", [0], store)
+    with pytest.raises(AlexNetError, match="give --data an image folder, not the prepared"):
+        _subset_store(experiment, "test", runs, store, log=lambda _line: None)
+    with pytest.raises(ValueError, match="not both"):
+        Scale("both", None, {}, per_class=2, train_per_class=2)

@@ -96,15 +96,26 @@ _IMAGENETTE_PLATEAU: dict[str, Any] = {
     "val_every_epochs": 1, "epochs": 60,
 }
 
+# The overfitting claims (dropout, PCA lighting) train on 200 images of each class (of ~950)
+# and score on the whole validation split: with all of Imagenette's training images the net
+# without dropout was no worse at its plateau (28.98% vs 28.92% top-1, 2 seeds, 35 epochs;
+# docs/experiments.md), so the regime in which §4's overfitting acts is a smaller training
+# set - the paper's 60M weights on 1.2M images overfit, ours (14.2M) on 9,469 at 64 px not enough to hurt.
+OVERFITTING_TRAIN_PER_CLASS = 200
 
-def _plateau_scales(baseline: str, seeds: int, max_epochs: int = 60) -> dict[str, Scale]:
+
+def _plateau_scales(baseline: str, seeds: int, max_epochs: int = 60,
+                    train_per_class: int | None = None) -> dict[str, Scale]:
+    images = "" if train_per_class is None else \
+        f", trained on {train_per_class} images of each class (all of the validation split)"
     return {
         **_imagenet_scales(),
-        "small": Scale(f"alexnet2012 (width 0.5) on Imagenette, 72 px images, 64 px crops, §5's "
-                       f"plateau schedule; every run as long as {baseline} takes to stop "
+        "small": Scale(f"alexnet2012 (width 0.5) on Imagenette, 72 px images, 64 px crops{images}, "
+                       f"§5's plateau schedule; every run as long as {baseline} takes to stop "
                        f"improving (at most {max_epochs} epochs)", "imagenette",
                        {**_IMAGENETTE_PLATEAU, "epochs": max_epochs}, seeds=seeds, minutes=90,
-                       regime=Plateau(baseline, patience=6, max_epochs=max_epochs)),
+                       regime=Plateau(baseline, patience=6, max_epochs=max_epochs),
+                       train_per_class=train_per_class),
         "test": Scale("a few steps of a width-1/8 alexnet2012 on a handful of images, the "
                       "plateau rule in chunks of 2 epochs (at most 3)", None,
                       {**_TEST_IMAGENET, "epochs": 3},
@@ -223,7 +234,8 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
                   Variant("no-dropout", _options(dropout=0.0))),
         comparisons=(Comparison("dropout-0.5", "no-dropout", None, "higher test error without "
                                 "dropout (overfitting)"),),
-        scales=_plateau_scales("dropout-0.5", seeds=2),
+        scales=_plateau_scales("dropout-0.5", seeds=2, max_epochs=80,
+                               train_per_class=OVERFITTING_TRAIN_PER_CLASS),
         notes="The plot shows training and validation error per epoch: overfitting is the gap.",
         plot="curves",
     ),
@@ -244,7 +256,8 @@ EXPERIMENTS_LIST: tuple[Experiment, ...] = (
                                 "+1 point top-1 without PCA lighting"),
                      Comparison("pca-lighting-2012", "no-pca-lighting", 1.0,
                                 "+1 point top-1 without the 2012 code's colour noise")),
-        scales=_plateau_scales("pca-lighting", seeds=2),
+        scales=_plateau_scales("pca-lighting", seeds=2, max_epochs=80,
+                               train_per_class=OVERFITTING_TRAIN_PER_CLASS),
     ),
     Experiment(
         name="depth",

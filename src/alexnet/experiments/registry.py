@@ -120,6 +120,14 @@ class Scale:
     # experiment's own runs folder (the test scale: seconds, and nothing written elsewhere);
     # a prepared store given with --data is used as it is
     per_class: int | None = None
+    # train on the first N images of each class of the training split only, validating and
+    # scoring on the whole test split: an overfitting regime that is cheap to reach (dropout)
+    train_per_class: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.per_class is not None and self.train_per_class is not None:
+            raise ValueError("a Scale cuts both splits (per_class) or the training split "
+                             "(train_per_class), not both")
 
 
 @dataclass(frozen=True)

@@ -192,20 +192,36 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
 
 def _subset_store(experiment: Experiment, scale: str, runs: Path, data: str | None,
                   log: Callable[[str], None]) -> str | None:
-    """A scale with ``per_class`` trains on a store of that many images of each class,
-    prepared once inside ``runs`` (never the shared ./runs/stores); a store given as
-    ``data`` is used as it is."""
-    per_class = experiment.scale(scale).per_class
-    if per_class is None:
+    """A scale with ``per_class`` trains and scores on a store of that many images of each
+    class; one with ``train_per_class`` cuts the training split only and scores on the whole
+    test split. Prepared once inside ``runs`` (never the shared ./runs/stores); a store given
+    as ``data`` is used as it is for ``per_class`` and refused for ``train_per_class`` (its
+    regime needs the small training split)."""
+    settings = experiment.scale(scale)
+    count = settings.per_class or settings.train_per_class
+    if count is None:
         return data
     config = experiment.config(experiment.variants[0], scale, seed=0, data=data)
     if is_store_folder(config.data):
+        if settings.train_per_class is not None:
+            raise AlexNetError(f"{experiment.name} at scale {scale} trains on {count} images of "
+                               f"each class: give --data an image folder, not the prepared "
+                               f"store {config.data}")
         return data
     name = config.data.split(":", 1)[1] if config.data.startswith("torchvision:") else \
         Path(config.data).resolve().name
-    dest = runs / "stores" / f"{name}-{config.image_size}-{per_class}-per-class"
-    log(f"[{experiment.name}] {per_class} images of each class of {config.data} -> {dest}")
-    prepare(config.data, dest, size=config.image_size, per_class=per_class, progress=False)
+    cut = "train-" if settings.train_per_class is not None else ""
+    dest = runs / "stores" / f"{name}-{config.image_size}-{cut}{count}-per-class"
+    if settings.per_class is not None:
+        log(f"[{experiment.name}] {count} images of each class of {config.data} -> {dest}")
+        prepare(config.data, dest, size=config.image_size, per_class=count, progress=False)
+        return str(dest)
+    log(f"[{experiment.name}] {count} training images of each class of {config.data}, and "
+        f"its whole {config.val_split} split -> {dest}")
+    prepare(config.data, dest, size=config.image_size, splits=[config.train_split],
+            per_class=count, progress=False)
+    prepare(config.data, dest, size=config.image_size, splits=[config.val_split],
+            progress=False)
     return str(dest)
 
 
@@ -227,6 +243,8 @@ def definition_key(experiment: Experiment, scale: str, seeds: list[int], data: s
                  "sweep": repr(settings.sweep), "metric": experiment.metric,
                  "effect": experiment.effect, "threshold": experiment.threshold,
                  "comparisons": [repr(c) for c in experiment.comparisons]}
+    if settings.train_per_class is not None:  # only when set: older digests stay valid
+        described["train_per_class"] = settings.train_per_class
     text = json.dumps(described, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
