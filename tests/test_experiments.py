@@ -251,3 +251,12 @@ def test_pca_lighting_is_measured_in_both_readings_of_the_eigenvalues() -> None:
     assert units["no-pca-lighting"].pca_lighting == 0.0
     assert {(c.baseline, c.variant) for c in experiment.comparisons} == {
         ("pca-lighting", "no-pca-lighting"), ("pca-lighting-2012", "no-pca-lighting")}
+
+
+def test_the_verdict_rule_is_stated_for_the_kind_of_claim() -> None:
+    absolute = to_markdown(_fake_result("cifar10-18pct", {"cifar_18pct": [21.0]}))
+    assert "upper end is at most the paper's number + 1 (our CIFAR-10" in absolute
+    assert "paper's side" not in absolute and "**inconclusive**" in absolute  # [18.5, 23.5] holds 19
+    difference = to_markdown(_fake_result("lrn", {"lrn": [20.0], "no-lrn": [25.0]}))
+    assert "lies on the paper's side and the effect reaches 0.7" in difference
+    assert "upper end" not in difference

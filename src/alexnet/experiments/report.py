@@ -25,6 +25,7 @@ from typing import Any
 from alexnet.errors import AlexNetError
 from alexnet.experiments.measure import METRICS, RunOutcome, Summary
 from alexnet.experiments.paired import bootstrap
+from alexnet.experiments.registry import Experiment
 from alexnet.experiments.runner import ExperimentResult
 from alexnet.runtime import provenance
 from alexnet.runtime.outputs import save_figure, write_text
@@ -179,14 +180,7 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
         decide = f" {paired.seeds_note}." if paired.seeds_note else ""
         lines.append(f"| {name} | {ours} | {_interval(paired.interval)} | {test} | {paper} "
                      f"({effect.paper_text}) | **{effect.verdict}**: {effect.reason}.{decide} |")
-    lines += [
-        "",
-        "Verdict rule (docs/experiments.md): reproduced when the 95% interval lies on the "
-        f"paper's side and the effect reaches {experiment.threshold:g} "
-        f"({experiment.threshold_reason}); contradicted when the interval excludes the paper's "
-        "effect (a claim without a number: the threshold); inconclusive otherwise. The interval resamples test images and seeds together "
-        "(the variants are scored on the same images: a paired comparison).",
-    ]
+    lines += ["", _verdict_rule(experiment)]
     if experiment.notes:
         lines += ["", f"Notes: {experiment.notes}"]
     if plot_name:
@@ -357,3 +351,20 @@ def write_readme_table(readme: str | Path, paths: list[Path], command: str = "")
     new = text[:begin + len(README_BEGIN)] + "\n" + table + "\n" + text[end:]
     write_text(readme, new)
     return readme
+
+
+def _verdict_rule(experiment: Experiment) -> str:
+    """paired.Rule.decide in words: an absolute claim (an error rate) has its own rule."""
+    if experiment.effect == "absolute":
+        rule = (f"reproduced when the 95% interval's upper end is at most the paper's number + "
+                f"{experiment.threshold:g} ({experiment.threshold_reason}); contradicted when "
+                "its lower end is above that; inconclusive otherwise. The interval resamples "
+                "test images and seeds together.")
+    else:
+        rule = ("reproduced when the 95% interval lies on the paper's side and the effect "
+                f"reaches {experiment.threshold:g} ({experiment.threshold_reason}); contradicted "
+                "when the interval excludes the paper's effect (a claim without a number: the "
+                "threshold); inconclusive otherwise. The interval resamples test images and "
+                "seeds together (the variants are scored on the same images: a paired "
+                "comparison).")
+    return f"Verdict rule (docs/experiments.md): {rule}"
