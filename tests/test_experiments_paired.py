@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from alexnet.errors import AlexNetError
+from alexnet.experiments import get_experiment
 from alexnet.experiments.measure import METRICS, ImageOutcomes, RunOutcome, compare, overall
 from alexnet.experiments.paired import (
     CONTRADICTED,
@@ -25,7 +26,7 @@ from alexnet.experiments.paired import (
 )
 from alexnet.experiments.registry import Plateau
 from alexnet.experiments.report import FORMAT, readme_row, write_readme_table
-from alexnet.experiments.runner import plateau_decision
+from alexnet.experiments.runner import definition_key, plateau_decision
 from alexnet.runtime.machine import describe_cpu
 
 LRN = Rule("difference", paper=1.4, threshold=0.7)
@@ -249,7 +250,8 @@ def _record(**changes: object) -> dict[str, object]:
     record = {"format": FORMAT, "experiment": "lrn", "scale": "small", "paper_numbers": "13% -> 11%",
               "effect_kind": "difference", "seeds": [0, 1], "verdict": REPRODUCED,
               "effects": [{"variant": "no-lrn", "baseline": "lrn", "value": 1.9,
-                           "interval": [1.2, 2.6], "lower_bound": False}]}
+                           "interval": [1.2, 2.6], "lower_bound": False}],
+              "definition": definition_key(get_experiment("lrn"), "small", [0, 1], None)}
     return {**record, **changes}
 
 
@@ -263,6 +265,9 @@ def test_readme_rows_show_the_interval_and_mark_old_results() -> None:
     del old["format"]
     row = readme_row(old, "x.md")
     assert "+0.06 (SE 0.61)" in row and "unpaired, rerun needed (was: not measurable" in row
+    # paired, but made by an earlier definition (another regime, other runs): marked too
+    changed = readme_row(_record(definition="0123456789abcdef"), "x.md")
+    assert changed.endswith("| earlier setting, rerun needed (was: reproduced) |")
 
 
 def test_the_real_old_results_still_render(tmp_path: Path) -> None:
@@ -280,7 +285,8 @@ def test_the_real_old_results_still_render(tmp_path: Path) -> None:
     for path in results:
         if json.loads(path.read_text()).get("format") != FORMAT:
             assert f"[{path.stem.rsplit('-', 1)[0]}]" in text
-    assert "unpaired, rerun needed" in text
+    if any(json.loads(p.read_text()).get("format") != FORMAT for p in results):
+        assert "unpaired, rerun needed" in text
     (tmp_path / "plain.md").write_text("no markers\n")
     with pytest.raises(AlexNetError, match="no '<!-- experiments:begin -->'"):
         write_readme_table(tmp_path / "plain.md", results)

@@ -26,7 +26,7 @@ from alexnet.errors import AlexNetError
 from alexnet.experiments.measure import METRICS, RunOutcome, Summary
 from alexnet.experiments.paired import bootstrap
 from alexnet.experiments.registry import Experiment
-from alexnet.experiments.runner import ExperimentResult
+from alexnet.experiments.runner import ExperimentResult, definition_key
 from alexnet.runtime import provenance
 from alexnet.runtime.outputs import save_figure, write_text
 
@@ -293,6 +293,17 @@ def _effect_text(effect: dict[str, Any], kind: str, several: bool) -> str:
     return f"{effect['variant']}: {text}" if several else text
 
 
+def matches_definition(record: dict[str, Any], data: str | None = None) -> bool:
+    """Was ``record`` made by its experiment as it is defined now (same runs, same rule)?"""
+    from alexnet.experiments import EXPERIMENTS
+
+    experiment = EXPERIMENTS.get(record.get("experiment", ""))
+    scale, seeds = record.get("scale"), record.get("seeds")
+    if experiment is None or scale not in experiment.scales or not seeds:
+        return False
+    return record.get("definition") == definition_key(experiment, scale, list(seeds), data)
+
+
 def readme_row(record: dict[str, Any], link: str) -> str:
     """One row: experiment (linked to its table), paper, ours with its interval, verdict."""
     kind = record.get("effect_kind", "difference")
@@ -301,6 +312,8 @@ def readme_row(record: dict[str, Any], link: str) -> str:
     verdict = f"**{record['verdict']}**" if record["verdict"] == "reproduced" else record["verdict"]
     if record.get("format") != FORMAT:
         verdict = f"unpaired, rerun needed (was: {record['verdict']})"
+    elif not matches_definition(record):
+        verdict = f"earlier setting, rerun needed (was: {record['verdict']})"
     seeds = len(record.get("seeds", []))
     return (f"| [{record['experiment']}]({link}) | {record['paper_numbers']} | {ours} "
             f"({record['scale']}, {seeds} seed{'s' if seeds != 1 else ''}) | {verdict} |")

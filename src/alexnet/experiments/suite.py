@@ -18,8 +18,14 @@ from pathlib import Path
 
 from alexnet.experiments import EXPERIMENTS
 from alexnet.experiments.registry import seeds_for
-from alexnet.experiments.report import FORMAT, check_readme, write, write_readme_table
-from alexnet.experiments.runner import definition_key, run_experiment
+from alexnet.experiments.report import (
+    FORMAT,
+    check_readme,
+    matches_definition,
+    write,
+    write_readme_table,
+)
+from alexnet.experiments.runner import run_experiment
 
 
 @dataclass
@@ -40,8 +46,9 @@ def is_current(path: Path, name: str, scale: str, seeds: int | None, data: str |
         return False
     experiment = EXPERIMENTS[name]
     seed_list = seeds_for(experiment, scale, seeds)
-    return (record.get("format") == FORMAT and record.get("seeds") == seed_list
-            and record.get("definition") == definition_key(experiment, scale, seed_list, data))
+    return (record.get("format") == FORMAT and record.get("experiment") == name
+            and record.get("scale") == scale
+            and record.get("seeds") == seed_list and matches_definition(record, data))
 
 
 def seeds_of(name: str, scale: str, seeds: int | None) -> int:
