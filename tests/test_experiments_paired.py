@@ -285,8 +285,8 @@ def test_the_real_old_results_still_render(tmp_path: Path) -> None:
     for path in results:
         if json.loads(path.read_text()).get("format") != FORMAT:
             assert f"[{path.stem.rsplit('-', 1)[0]}]" in text
-    if any(json.loads(p.read_text()).get("format") != FORMAT for p in results):
-        assert "unpaired, rerun needed" in text
+    unpaired = any(json.loads(p.read_text()).get("format") != FORMAT for p in results)
+    assert ("unpaired, rerun needed" in text) == unpaired
     (tmp_path / "plain.md").write_text("no markers\n")
     with pytest.raises(AlexNetError, match="no '<!-- experiments:begin -->'"):
         write_readme_table(tmp_path / "plain.md", results)

@@ -137,7 +137,7 @@ def _plateau_scales(baseline: str, seeds: int, max_epochs: int = 60,
 # reflections (convdata_cifar.py CroppedCIFARDataProvider, crop_border 4). The methodology
 # (~450 epochs at epsW 0.001, then 10 at / 10 and 10 at / 100) cut to 30 + 5 + 5 epochs: the
 # net runs at ~440 images/s a core on an AVX2 EPYC (conv2 is most of its 2.3 GMAC a batch),
-# so 2 x 60 epochs took over two hours on 2 cores, over the 90-minute budget of a small run.
+# so 2 x 60 epochs would take over two hours, over the 90-minute budget of a small run.
 _CIFAR_CONV_LOCAL: dict[str, Any] = {
     **_CIFAR_18PCT, "model": "cifar_conv_local", "model_options": {"init": "paper"},
     "crop_size": 24, "flip": True, "weight_decay": 0.004,

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.errors import AlexNetError
+from alexnet.experiments import EXPERIMENTS
 from alexnet.experiments.measure import METRICS, RunOutcome, Summary
 from alexnet.experiments.paired import bootstrap
 from alexnet.experiments.registry import Experiment
@@ -295,8 +296,6 @@ def _effect_text(effect: dict[str, Any], kind: str, several: bool) -> str:
 
 def matches_definition(record: dict[str, Any], data: str | None = None) -> bool:
     """Was ``record`` made by its experiment as it is defined now (same runs, same rule)?"""
-    from alexnet.experiments import EXPERIMENTS
-
     experiment = EXPERIMENTS.get(record.get("experiment", ""))
     scale, seeds = record.get("scale"), record.get("seeds")
     if experiment is None or scale not in experiment.scales or not seeds:
