@@ -43,6 +43,9 @@ def test_relu_vs_tanh_through_the_cli(tiny_cifar: Path, tmp_path: Path,
     assert record["verdict"] in VERDICTS and record["scale"] == "test"
     assert record["metric"] == "epochs_to_25pct_train_error" and record["commit"]
     assert record["machine"] and record["wall_seconds"] > 0
+    # the test scale trains in fp32 on every machine, and the result says what the runs used
+    assert record["precision"] == "fp32"
+    assert json.loads((runs / "relu-seed0" / "experiment.json").read_text())["precisions"] == ["fp32"]
     for name, activation in (("relu", "relu"), ("tanh", "tanh")):
         variant = record["variants"][name]
         assert variant["config"]["model_options"]["activation"] == activation
@@ -73,7 +76,8 @@ def test_relu_vs_tanh_through_the_cli(tiny_cifar: Path, tmp_path: Path,
     assert (runs / "relu-seed0" / "checkpoints" / "last.pt").stat().st_mtime_ns == mtime
     # the training time of the first invocation is kept, not replaced by the re-scoring's
     again_seconds = again["variants"]["relu"]["outcomes"][0]["train_seconds"]
-    assert again_seconds >= seconds
+    assert again_seconds >= seconds and again["precision"] == "fp32"
+    assert "- precision of the training runs: fp32" in (out / "relu-vs-tanh-test.md").read_text()
 
 
 def test_cli_user_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
@@ -262,3 +266,21 @@ def test_train_per_class_cuts_the_training_split_only(tmp_path: Path) -> None:
         _subset_store(experiment, "test", runs, store, log=lambda _line: None)
     with pytest.raises(ValueError, match="not both"):
         Scale("both", None, {}, per_class=2, train_per_class=2)
+
+
+def test_the_result_names_the_precision_every_run_trained_in(tmp_path: Path) -> None:
+    from alexnet.experiments.runner import _add_training, _precision
+
+    bf16, mixed, old = tmp_path / "bf16", tmp_path / "mixed", tmp_path / "old"
+    for run in (bf16, mixed, old):
+        run.mkdir()
+    assert _add_training(bf16, 10.0, "bf16", fresh=False) == 10.0
+    _add_training(mixed, 5.0, "bf16", fresh=False)
+    assert _add_training(mixed, 5.0, "fp32", fresh=False) == 10.0  # resumed on another machine
+    (old / "experiment.json").write_text('{"train_seconds": 3.0}\n')  # before it was recorded
+    assert _precision([str(bf16)]) == "bf16"
+    assert _precision([str(bf16), str(mixed)]) == "bf16, fp32"
+    assert _precision([str(old)]) == "not recorded"
+    assert _precision([str(bf16), str(old)]) == "bf16 (1 of 2 runs: not recorded)"
+    _add_training(mixed, 1.0, "bf16", fresh=True)  # --fresh trains it again from nothing
+    assert _precision([str(mixed)]) == "bf16"

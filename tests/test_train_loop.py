@@ -17,6 +17,7 @@ import torch
 from alexnet.errors import AlexNetError
 from alexnet.models import create_model
 from alexnet.models.checkpoint import load_model, load_safetensors, read_checkpoint
+from alexnet.runtime.device import autocast_dtype
 from alexnet.train import loop, train
 from alexnet.train.checkpointing import TrainingRun, load_matching_weights, starting_weights
 from alexnet.train.metrics import EPOCH_KEYS, STEP_KEYS
@@ -67,6 +68,9 @@ def test_a_run_writes_the_run_folder_contract(store: Path, tmp_path: Path) -> No
     summary = json.loads((run / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["val_center"]["top1_error"] == result.val["top1_error"]
     assert summary["val_ten_crop"] is not None
+    # what it computed in: the config's precision as this machine resolved it
+    assert summary["precision"] == result.precision == {None: "fp32", torch.bfloat16: "bf16"}[
+        autocast_dtype(torch.device("cpu"), tiny_config(store, run).precision)]
 
     # checkpoints: unwrapped names, weights_only-loadable, rebuildable, evaluation preprocess
     checkpoint = read_checkpoint(run / "checkpoints" / "best.pt")

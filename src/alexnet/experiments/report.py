@@ -90,8 +90,8 @@ def to_json(result: ExperimentResult) -> dict[str, Any]:
         "regime": result.regime, "sweep": result.sweep,
         "verdict": result.verdict, "wall_seconds": round(result.wall_seconds, 1),
         "definition": result.definition,
-        "commit": result.commit, "machine": result.machine, "versions": result.versions,
-        "date": result.date, "command": result.command,
+        "commit": result.commit, "machine": result.machine, "precision": result.precision,
+        "versions": result.versions, "date": result.date, "command": result.command,
     }
 
 
@@ -193,6 +193,7 @@ def to_markdown(result: ExperimentResult, plot_name: str | None = None) -> str:
         f"runs over all invocations: {_train_minutes(result):.1f} min",
         f"- commit: {result.commit}",
         f"- machine: {result.machine}",
+        f"- precision of the training runs: {result.precision or 'not recorded'}",
         f"- versions: {', '.join(f'{k} {v}' for k, v in result.versions.items())}",
         f"- date: {result.date}",
         "",

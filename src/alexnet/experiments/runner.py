@@ -89,6 +89,7 @@ class ExperimentResult:
     regime: dict[str, Any] = field(default_factory=dict)  # the scale's regime and what it decided
     definition: str = ""  # digest of every run's config: a result is current when it matches
     sweep: dict[str, Any] = field(default_factory=dict)  # what each variant's sweep chose
+    precision: str = ""  # what the runs trained in (e.g. bf16 autocast where a CPU is fast in it)
 
 
 def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
@@ -117,7 +118,8 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         if result.status not in ("finished", "max_steps"):
             raise AlexNetError(f"{run_dir}: training {result.status}; run the same command "
                                "again to resume")
-        trained[run_dir] = _add_train_seconds(run_dir, time.time() - began, fresh and first)
+        trained[run_dir] = _add_training(run_dir, time.time() - began, result.precision,
+                                         fresh and first)
 
     # 1. a sweep picks each variant's own value (e.g. its learning rate) on short runs
     sweep_record: dict[str, Any] = {}
@@ -187,7 +189,8 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         verdict=overall([e.verdict for e in effects]), wall_seconds=time.time() - start,
         commit=commit, machine=provenance.machine(), versions=provenance.versions(),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), command=command,
-        regime=regime_record, definition=definition, sweep=sweep_record)
+        regime=regime_record, definition=definition, sweep=sweep_record,
+        precision=_precision(sorted({r for v in variants.values() for r in v.run_dirs})))
 
 
 def _subset_store(experiment: Experiment, scale: str, runs: Path, data: str | None,
@@ -382,22 +385,43 @@ def _until_train_error(variant: Variant, rule: UntilTrainError, config: TrainCon
         first = False
 
 
+def _run_record(run_dir: Path) -> dict[str, Any]:
+    """run_dir/experiment.json: the seconds spent training the run over every invocation
+    and the precisions they computed in ({} before its first training)."""
+    path = run_dir / "experiment.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
 def _train_seconds(run_dir: Path, trained: dict[Path, float]) -> float:
     """This invocation's figure, or the one kept from earlier invocations."""
     if run_dir in trained:
         return trained[run_dir]
-    path = run_dir / "experiment.json"
-    return float(json.loads(path.read_text())["train_seconds"]) if path.is_file() else 0.0
+    return float(_run_record(run_dir).get("train_seconds", 0.0))
 
 
-def _add_train_seconds(run_dir: Path, seconds: float, fresh: bool) -> float:
-    """Seconds spent training ``run_dir`` over every invocation (a resumed or re-scored run
-    keeps the time of the ones before), kept in run_dir/experiment.json."""
-    path = run_dir / "experiment.json"
-    before = 0.0 if fresh or not path.is_file() else float(json.loads(path.read_text())["train_seconds"])
-    total = before + seconds
-    write_text(path, json.dumps({"train_seconds": round(total, 1)}) + "\n")
+def _add_training(run_dir: Path, seconds: float, precision: str, fresh: bool) -> float:
+    """Add one invocation's training to run_dir/experiment.json (a resumed or re-scored run
+    keeps the time and precision of the ones before); the total seconds."""
+    before = {} if fresh else _run_record(run_dir)
+    total = float(before.get("train_seconds", 0.0)) + seconds
+    precisions = sorted({*before.get("precisions", []), precision})
+    write_text(run_dir / "experiment.json",
+               json.dumps({"train_seconds": round(total, 1), "precisions": precisions}) + "\n")
     return total
+
+
+def _precision(run_dirs: list[str]) -> str:
+    """What the runs were trained in (precision auto picks by machine, runtime/device.py), e.g.
+    'bf16'; runs trained before it was recorded say so."""
+    names: set[str] = set()
+    unrecorded = 0
+    for run_dir in run_dirs:
+        recorded = _run_record(Path(run_dir)).get("precisions")
+        names.update(recorded or [])
+        unrecorded += not recorded
+    text = ", ".join(sorted(names)) or "not recorded"
+    return text + (f" ({unrecorded} of {len(run_dirs)} runs: not recorded)"
+                   if names and unrecorded else "")
 
 
 def _score(run_dirs: list[Path], source: Any, variant: Variant, seed: int | None,

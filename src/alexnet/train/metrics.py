@@ -297,6 +297,7 @@ class TrainResult:
     summary_lines: list[str] = field(default_factory=list)
     stopped_by: str | None = None  # the signal that stopped it: SIGINT (Ctrl-C) or SIGTERM
     best_epoch: int = 0
+    precision: str = "fp32"  # what this invocation computed in: fp32, or bf16 / fp16 autocast
 
     def summary(self) -> str:
         return "\n".join(self.summary_lines)
@@ -334,6 +335,7 @@ class TrainResult:
             "status": self.status, "epochs": self.epochs, "steps": self.steps,
             "seconds": round(self.seconds, 1), "images_per_s": self.images_per_s,
             "data_wait_fraction": self.data_wait_fraction, "best_epoch": self.best_epoch,
+            "precision": self.precision,
             "val_center": self.val, "val_ten_crop": self.val_ten_crop, "train": self.train,
             "paths": {"run": str(run.root), "config": str(run.config), "metrics": str(run.metrics),
                       "tensorboard": str(run.tensorboard),
