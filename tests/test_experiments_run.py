@@ -282,5 +282,7 @@ def test_the_result_names_the_precision_every_run_trained_in(tmp_path: Path) -> 
     assert _precision([str(bf16), str(mixed)]) == "bf16, fp32"
     assert _precision([str(old)]) == "not recorded"
     assert _precision([str(bf16), str(old)]) == "bf16 (1 of 2 runs: not recorded)"
+    _add_training(bf16, 2.0, None, fresh=False)  # an invocation that trained nothing (re-scored)
+    assert _precision([str(bf16)]) == "bf16"
     _add_training(mixed, 1.0, "bf16", fresh=True)  # --fresh trains it again from nothing
     assert _precision([str(mixed)]) == "bf16"

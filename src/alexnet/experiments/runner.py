@@ -118,8 +118,9 @@ def run_experiment(experiment: Experiment, scale: str, seeds: int | None = None,
         if result.status not in ("finished", "max_steps"):
             raise AlexNetError(f"{run_dir}: training {result.status}; run the same command "
                                "again to resume")
-        trained[run_dir] = _add_training(run_dir, time.time() - began, result.precision,
-                                         fresh and first)
+        # a finished run is only re-scored: it adds no precision (it may be another machine)
+        precision = result.precision if result.images_trained else None
+        trained[run_dir] = _add_training(run_dir, time.time() - began, precision, fresh and first)
 
     # 1. a sweep picks each variant's own value (e.g. its learning rate) on short runs
     sweep_record: dict[str, Any] = {}
@@ -399,12 +400,12 @@ def _train_seconds(run_dir: Path, trained: dict[Path, float]) -> float:
     return float(_run_record(run_dir).get("train_seconds", 0.0))
 
 
-def _add_training(run_dir: Path, seconds: float, precision: str, fresh: bool) -> float:
+def _add_training(run_dir: Path, seconds: float, precision: str | None, fresh: bool) -> float:
     """Add one invocation's training to run_dir/experiment.json (a resumed or re-scored run
     keeps the time and precision of the ones before); the total seconds."""
     before = {} if fresh else _run_record(run_dir)
     total = float(before.get("train_seconds", 0.0)) + seconds
-    precisions = sorted({*before.get("precisions", []), precision})
+    precisions = sorted({*before.get("precisions", []), *([precision] if precision else [])})
     write_text(run_dir / "experiment.json",
                json.dumps({"train_seconds": round(total, 1), "precisions": precisions}) + "\n")
     return total

@@ -212,6 +212,7 @@ def run_training(config: TrainConfig, device: torch.device, world: dist_utils.Di
         data_wait_fraction=run_wait / run_seconds if run_seconds else 0.0,
         stopped_by=run.stop.requested if status == "stopped" else None,
         best_epoch=state.best_epoch, precision=PRECISION_NAMES[precision],
+        images_trained=run_images,
     )
     if status == "finished" and result.best_checkpoint is not None:
         _finish(run, result)

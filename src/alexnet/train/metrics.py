@@ -298,6 +298,7 @@ class TrainResult:
     stopped_by: str | None = None  # the signal that stopped it: SIGINT (Ctrl-C) or SIGTERM
     best_epoch: int = 0
     precision: str = "fp32"  # what this invocation computed in: fp32, or bf16 / fp16 autocast
+    images_trained: int = 0  # by this invocation (0: the run was already finished)
 
     def summary(self) -> str:
         return "\n".join(self.summary_lines)
