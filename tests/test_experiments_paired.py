@@ -259,6 +259,12 @@ def test_readme_rows_show_the_interval_and_mark_old_results() -> None:
     row = readme_row(_record(), "docs/results/lrn-small.md")
     assert row == ("| [lrn](docs/results/lrn-small.md) | 13% -> 11% | +1.90 [1.20, 2.60] "
                    "(small, 2 seeds) | **reproduced** |")
+    # several comparisons: named by variant, and by baseline too where a variant repeats
+    both = {"interval": [0.1, 0.5], "lower_bound": False}
+    row = readme_row(_record(effects=[{"variant": "none", "baseline": "a", "value": 0.3, **both},
+                                      {"variant": "none", "baseline": "b", "value": 0.2, **both},
+                                      {"variant": "c", "baseline": "a", "value": 0.1, **both}]), "x.md")
+    assert "| none vs a: +0.30 [0.10, 0.50]; none vs b: +0.20 [0.10, 0.50]; c: +0.10 " in row
     old = _record(effects=[{"variant": "no-lrn", "baseline": "lrn", "value": 0.06,
                             "standard_error": 0.61, "lower_bound": False}],
                   verdict="not measurable at this scale", seeds=[0])

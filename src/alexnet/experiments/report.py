@@ -280,7 +280,7 @@ def _plot_bars(axis: Any, result: ExperimentResult) -> None:
 
 # ---- the README's experiment table ------------------------------------------------------------
 
-def _effect_text(effect: dict[str, Any], kind: str, several: bool) -> str:
+def _effect_text(effect: dict[str, Any], kind: str, label: str | None) -> str:
     value = effect.get("value")
     if value is None:
         text = "n/a"
@@ -292,7 +292,7 @@ def _effect_text(effect: dict[str, Any], kind: str, several: bool) -> str:
         text += f" {_interval(effect['interval'])}" if effect["interval"] else " (no interval)"
     elif effect.get("standard_error") is not None:
         text += f" (SE {effect['standard_error']:.2f})"
-    return f"{effect['variant']}: {text}" if several else text
+    return f"{label}: {text}" if label else text
 
 
 def matches_definition(record: dict[str, Any], data: str | None = None) -> bool:
@@ -308,7 +308,13 @@ def readme_row(record: dict[str, Any], link: str) -> str:
     """One row: experiment (linked to its table), paper, ours with its interval, verdict."""
     kind = record.get("effect_kind", "difference")
     effects = record.get("effects", [])
-    ours = "; ".join(_effect_text(e, kind, len(effects) > 1) for e in effects) or "n/a"
+    # several comparisons are told apart by their variant, or by variant and baseline where
+    # one variant is compared with two (pca-lighting: no noise vs each reading of it)
+    names = [e["variant"] for e in effects]
+    labels = [None if len(effects) == 1 else e["variant"] if names.count(e["variant"]) == 1
+              else f"{e['variant']} vs {e['baseline']}" for e in effects]
+    ours = "; ".join(_effect_text(e, kind, label) for e, label in zip(effects, labels,
+                                                                      strict=True)) or "n/a"
     verdict = f"**{record['verdict']}**" if record["verdict"] == "reproduced" else record["verdict"]
     if record.get("format") != FORMAT:
         verdict = f"unpaired, rerun needed (was: {record['verdict']})"
