@@ -17,6 +17,7 @@ from alexnet.report.kernels import (
     conv1_weight,
     initial_conv1,
     kernel_measures,
+    tower_difference,
 )
 from alexnet.train import train
 from alexnet.train.loop import _build_model
@@ -61,6 +62,24 @@ def test_measures_per_tower_tell_a_grey_tower_from_a_colour_tower() -> None:
     assert (first["tower"], first["kernels"], second["kernels"]) == (1, 8, 8)
     assert first["colour_specificity"] < 0.01 < 0.5 < second["colour_specificity"]
     assert abs(measures["initial"]["adjacent_correlation"]) < 0.15
+    difference = measures["tower_difference"]
+    assert difference["difference"] == pytest.approx(
+        second["colour_specificity"] - first["colour_specificity"])
+    assert 0.5 < difference["interval"][0] <= difference["difference"] <= difference["interval"][1]
+
+
+def test_the_tower_difference_interval_covers_0_for_towers_drawn_alike_and_not_for_shifted_ones() -> None:
+    torch.manual_seed(2)
+    grey = _smooth_kernels(48)
+    mixed = grey + 0.6 * torch.randn(96, 3, 11, 11)[:48]  # some colour noise in every kernel
+    alike = torch.cat([mixed, grey + 0.6 * torch.randn(48, 3, 11, 11)])
+    low, high = tower_difference(alike[:48], alike[48:])["interval"]
+    assert low < 0 < high and high - low < 0.2
+    more_colour = grey + 1.2 * torch.randn(48, 3, 11, 11)
+    shifted = tower_difference(mixed, more_colour)
+    assert shifted["interval"][0] > 0
+    # the same draws for the same seed: the report is reproducible
+    assert tower_difference(mixed, more_colour) == shifted
 
 
 def test_the_init_rebuilt_from_config_and_seed_is_the_one_training_starts_from(tmp_path: Path) -> None:
@@ -88,3 +107,4 @@ def test_report_carries_the_measures_and_the_init_value(tmp_path: Path) -> None:
         adjacent_correlation(trained["features.conv1.weight"]))
     html = page.read_text()
     assert 'id="conv1-kernels"' in html and "at initialisation (same seed)" in html
+    assert "tower 2 - tower 1" in html and len(measures["tower_difference"]["interval"]) == 2

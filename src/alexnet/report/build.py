@@ -216,7 +216,9 @@ def build_report(run_dir: str | os.PathLike[str], options: ReportOptions | None 
                  "adjacent weights in a kernel (random: ~0; smooth Fig. 3-like filters: large). "
                  "Colour specificity: spread across R, G, B at each pixel relative to the "
                  "kernel's spread (grey: 0, random: ~0.82); §6.1: one tower colour-agnostic, "
-                 "the other colour-specific.", id="conv1-kernels"))
+                 "the other colour-specific. Tower 2 - tower 1: the difference of the towers' "
+                 "mean colour specificity, 95% bootstrap interval over their kernels.",
+            id="conv1-kernels"))
         data = options.data or data_from_config(config)
         if data is None or not Path(data).exists():
             page.notes.append(f"Data not found ({data or 'no data path in config.json'}): pass --data to "

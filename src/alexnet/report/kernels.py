@@ -13,7 +13,9 @@ colour-agnostic while the other is colour-specific (§6.1)?
   kernel whose colour planes cancel (an opponent-colour blob).
 
 Both take conv weights (K, 3, h, w); the towers are the first and second halves of K, as
-conv2 reads them (§3.2).
+conv2 reads them (§3.2). With two towers, ``tower_difference`` is tower 2's mean colour
+specificity minus tower 1's with a 95% bootstrap interval over the kernels (each tower's
+kernels resampled on their own): whether the towers differ at all, and by how much.
 """
 
 from __future__ import annotations
@@ -45,13 +47,32 @@ def adjacent_correlation(weight: torch.Tensor) -> float:
     return float(((horizontal + vertical) / 2).mean())
 
 
-def colour_specificity(weight: torch.Tensor) -> float:
-    """Mean over kernels of rms(RGB spread at each pixel) / rms(spread of the kernel)."""
+def kernel_colour_specificity(weight: torch.Tensor) -> torch.Tensor:
+    """Per kernel (K,): rms(RGB spread at each pixel) / rms(spread of the kernel)."""
     w = weight.detach().double()  # (K, 3, h, w)
     colour = w - w.mean(1, keepdim=True)  # deviation from the grey value at each pixel
     whole = w - w.mean((1, 2, 3), keepdim=True)
-    ratio = colour.pow(2).sum((1, 2, 3)).sqrt() / whole.pow(2).sum((1, 2, 3)).sqrt().clamp_min(1e-30)
-    return float(ratio.mean())
+    return colour.pow(2).sum((1, 2, 3)).sqrt() / whole.pow(2).sum((1, 2, 3)).sqrt().clamp_min(1e-30)
+
+
+def colour_specificity(weight: torch.Tensor) -> float:
+    """Mean over kernels of rms(RGB spread at each pixel) / rms(spread of the kernel)."""
+    return float(kernel_colour_specificity(weight).mean())
+
+
+def tower_difference(first: torch.Tensor, second: torch.Tensor, resamples: int = 10_000,
+                     seed: int = 0, level: float = 0.95) -> dict[str, Any]:
+    """Mean colour specificity of ``second``'s kernels minus ``first``'s, with a percentile
+    bootstrap interval: each tower's kernels are resampled with replacement on their own
+    (the towers are two groups of kernels, not pairs)."""
+    a, b = kernel_colour_specificity(first), kernel_colour_specificity(second)
+    generator = torch.Generator().manual_seed(seed)
+    draws_a = a[torch.randint(len(a), (resamples, len(a)), generator=generator)].mean(1)
+    draws_b = b[torch.randint(len(b), (resamples, len(b)), generator=generator)].mean(1)
+    tail = (1 - level) / 2
+    low, high = torch.quantile(draws_b - draws_a, torch.tensor([tail, 1 - tail], dtype=torch.float64))
+    return {"difference": float(b.mean() - a.mean()), "interval": [float(low), float(high)],
+            "level": level, "resamples": resamples}
 
 
 def conv1_weight(model: nn.Module) -> torch.Tensor:
@@ -74,6 +95,8 @@ def kernel_measures(weight: torch.Tensor, towers: int = 1,
                     "adjacent_correlation": adjacent_correlation(h),
                     "colour_specificity": colour_specificity(h)} for t, h in enumerate(halves)],
     }
+    if towers == 2:
+        result["tower_difference"] = tower_difference(*halves)
     if initial is not None:
         result["initial"] = {"adjacent_correlation": adjacent_correlation(initial),
                              "colour_specificity": colour_specificity(initial)}
@@ -104,6 +127,11 @@ def measures_table_rows(measures: dict[str, Any]) -> list[list[str]]:
     if len(measures["towers"]) > 1:
         rows += [[f"tower {t['tower']}", str(t["kernels"]), f"{t['adjacent_correlation']:.3f}",
                   f"{t['colour_specificity']:.3f}"] for t in measures["towers"]]
+    difference = measures.get("tower_difference")
+    if difference is not None:
+        low, high = difference["interval"]
+        rows.append(["tower 2 - tower 1", "", "",
+                     f"{difference['difference']:+.3f} [{low:+.3f}, {high:+.3f}]"])
     initial = measures.get("initial")
     if initial is not None:
         rows.append(["at initialisation (same seed)", rows[0][1],

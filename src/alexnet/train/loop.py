@@ -187,9 +187,10 @@ def run_training(config: TrainConfig, device: torch.device, world: dist_utils.Di
         while state.epoch < config.epochs and status == "finished":
             totals = EpochTotals(device, train_loader, state.take_epoch_totals())
             status, last_path = _train_epoch(run, totals, flat_loss, last_path)
-            run_images += totals.images_seen() * world.world_size
-            run_seconds += totals.seconds()
-            run_wait += totals.wait_seconds()
+            images, seconds, wait = totals.this_invocation()
+            run_images += images * world.world_size
+            run_seconds += seconds
+            run_wait += wait
             if status == "finished":
                 last_train, last_path = _end_epoch(run, totals)
         # a stop that came during the last validation (the ranks agree on it)

@@ -178,6 +178,7 @@ class EpochTotals:
             self.sums = state["sums"].to(device)
             self.elapsed_before = float(state["seconds"])
             self.wait_before = float(state["wait_seconds"])
+        self.images_before = int(self.sums[3].item())  # trained by an earlier invocation
 
     def state_dict(self) -> dict[str, Any]:
         return {"sums": self.sums.cpu(), "seconds": self.seconds(),
@@ -205,6 +206,12 @@ class EpochTotals:
 
     def images_seen(self) -> int:
         return int(self.sums[3].item())
+
+    def this_invocation(self) -> tuple[int, float, float]:
+        """Images, seconds and data-wait seconds of this process's part of the epoch: a
+        resumed epoch's restored part was trained (and timed) by the invocation before."""
+        return (self.images_seen() - self.images_before, self.seconds() - self.elapsed_before,
+                self.wait_seconds() - self.wait_before)
 
     def seconds(self) -> float:
         return self.elapsed_before + time.perf_counter() - self.started
