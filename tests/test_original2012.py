@@ -194,13 +194,26 @@ def test_each_2012_field_switches_on_alone() -> None:
     base = resolve_config("imagenette")
     for field, value in (("bias_lr", 0.02), ("update_rule", "cuda_convnet"),
                          ("lighting_units", "cuda_convnet"), ("lighting_epochs", "5=0"),
-                         ("layer_lr_epochs", "features.conv1@3=0"),
-                         ("lr_epochs", "1=0.01,5=0.001")):
+                         ("layer_lr_epochs", "features.conv1@3=0")):
         changed = resolve_config("imagenette", {field: value})
         differing = [f for f in base.to_dict() if getattr(base, f) != getattr(changed, f)]
         assert differing == [field]
+    # the logged rates are a schedule of their own: the table and the schedule that reads it
+    changed = resolve_config("imagenette", {"schedule": "epochs", "lr_epochs": "1=0.01,5=0.001"})
+    assert [f for f in base.to_dict() if getattr(base, f) != getattr(changed, f)] == \
+        ["schedule", "lr_epochs"]
+    with pytest.raises(AlexNetError, match="read by schedule 'epochs' only"):
+        resolve_config("imagenette", lr_epochs={"1": 0.01, "5": 0.001})
+    # a preset's table is cleared with an empty value when another schedule is chosen
+    assert resolve_config("original2012", {"data": "x", "schedule": "cosine",
+                                           "lr_epochs": ""}).lr_epochs == {}
+    # prefixes name whole layers or parameters of the model, or fail before any work
+    with pytest.raises(AlexNetError, match=r"'features\.conv9' names no parameter of alexnet2012"):
+        resolve_config("imagenette", layer_lr_epochs={"features.conv9@3": 0.0})
+    with pytest.raises(AlexNetError, match=r"layer_weight_decay: 'features\.conv' names no"):
+        resolve_config("imagenette", layer_weight_decay={"features.conv": 0.0})
     assert PRESETS["original2012"].values["model_options"]["init"] == "original2012"
-    with pytest.raises(AlexNetError, match="PREFIX@EPOCH"):
+    with pytest.raises(AlexNetError, match="NAME@EPOCH"):
         resolve_config("imagenette", layer_lr_epochs={"features.conv1": 0.0})
     with pytest.raises(AlexNetError, match="not an epoch number"):
         resolve_config("imagenette", lr_epochs={"0": 0.1})
@@ -215,10 +228,10 @@ def test_2012_update_rule_is_torch_sgd_at_a_constant_rate_and_keeps_velocity_aft
     start = torch.randn(50)
     grads = [torch.randn(50) for _ in range(6)]
 
-    def run(optimizer_class: type, rates: list[float], **options: float) -> torch.Tensor:
+    def run(optimizer_class: type, rates: list[float], grads_used: int = 6) -> torch.Tensor:
         w = nn.Parameter(start.clone())
-        optimizer = optimizer_class([w], lr=rates[0], momentum=0.9, weight_decay=5e-4, **options)
-        for grad, rate in zip(grads, rates, strict=True):
+        optimizer = optimizer_class([w], lr=rates[0], momentum=0.9, weight_decay=5e-4)
+        for grad, rate in zip(grads[:grads_used], rates, strict=True):
             optimizer.param_groups[0]["lr"] = rate
             w.grad = grad.clone()
             optimizer.step()
@@ -234,10 +247,11 @@ def test_2012_update_rule_is_torch_sgd_at_a_constant_rate_and_keeps_velocity_aft
         w = w + inc
     torch.testing.assert_close(run(CudaConvnetSGD, cut).double(), w)
     assert not torch.allclose(run(torch.optim.SGD, cut), run(CudaConvnetSGD, cut))
-    # eps 0 freezes a layer completely (weights.cu updates only when the base rate is > 0)
+    # eps 0 freezes a layer completely (weights.cu updates only when the base rate is > 0):
+    # the velocity left from the 0.01 steps moves nothing, so the weights stay at step 3's
     frozen = run(CudaConvnetSGD, [0.01] * 3 + [0.0] * 3)
-    three = run(CudaConvnetSGD, [0.01] * 3 + [0.0] * 3)
-    assert torch.equal(frozen, three)
+    three = run(CudaConvnetSGD, [0.01] * 3, grads_used=3)
+    assert torch.equal(frozen, three) and not torch.equal(three, start)
     w = nn.Parameter(start.clone())
     optimizer = CudaConvnetSGD([w], lr=0.0, momentum=0.9, weight_decay=5e-4)
     w.grad = grads[0].clone()
@@ -274,7 +288,8 @@ def test_colour_noise_in_the_2012_units_scales_by_the_stdev_and_rescales_by_1_1(
                                plain(images, torch.Generator().manual_seed(7)))
 
 
-def test_original2012_trains_end_to_end_on_a_tiny_store_and_resumes_exactly(tmp_path: Path) -> None:
+def test_original2012_trains_end_to_end_on_a_tiny_store_and_resumes_exactly(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from alexnet.train import train
     from train_helpers import assert_same_weights, make_store, weights_of
 
@@ -289,8 +304,13 @@ def test_original2012_trains_end_to_end_on_a_tiny_store_and_resumes_exactly(tmp_
             "log_every_steps": 1, "out": str(tmp_path / out), "flat_loss_steps": 0,
             "loader_workers": 1, "checkpoint_every_steps": 0, "deterministic": True, **more})
 
+    noise: list[float] = []  # the colour noise's std set at each epoch's start
+    set_std = TrainAugment.set_lighting_std
+    monkeypatch.setattr(TrainAugment, "set_lighting_std",
+                        lambda self, std: (noise.append(std), set_std(self, std))[1])
     result = train(config("run"), log=lambda _: None)
     assert result.status == "finished" and result.epochs == 3
+    assert noise == [0.1, 0.0, 0.0]  # on in epoch 1, off from epoch 2 (lighting_epochs)
     checkpoints = sorted((tmp_path / "run" / "checkpoints").glob("step-*.pt"))
     second, third = (torch.load(p, weights_only=True)["model"] for p in checkpoints[-2:])
     # conv1 frozen in epoch 3 (rate 0), the rest still learning
@@ -313,3 +333,49 @@ def test_the_presets_network_splits_into_the_two_device_towers() -> None:
     towers = TowerParallelAlexNet2012(grouped, ["cpu", "cpu"])
     x = torch.randn(2, 3, 96, 96) * 50  # raw 0..255 - mean units, as the preset trains
     torch.testing.assert_close(towers(x), grouped(x), rtol=1e-4, atol=1e-5)
+
+
+# Each piece of the 2012 code as an arm of an experiment: its Variant overrides and the
+# config fields (or model options) it changes. The logged rates need their schedule too.
+PIECES_2012: dict[str, tuple[dict[str, object], list[str]]] = {
+    "lrn1-before-relu": ({"model_options": {"lrn1_before_relu": True}}, ["lrn1_before_relu"]),
+    "cnorm2": ({"model_options": {"same_map_norm2": True}}, ["same_map_norm2"]),
+    "conv1-rounded-up": ({"model_options": {"conv1_ceil_padding": True}}, ["conv1_ceil_padding"]),
+    "init-2012": ({"model_options": {"init": "original2012"}}, ["init"]),
+    "bias-rate": ({"bias_lr": 0.02}, ["bias_lr"]),
+    "update-rule": ({"update_rule": "cuda_convnet"}, ["update_rule"]),
+    "colour-noise-units": ({"lighting_units": "cuda_convnet"}, ["lighting_units"]),
+    "colour-noise-off-late": ({"lighting_epochs": {"2": 0.0}}, ["lighting_epochs"]),
+    "logged-rates": ({"schedule": "epochs", "lr_epochs": {"1": 0.01, "2": 0.001}},
+                     ["schedule", "lr_epochs"]),
+    "conv1-frozen-late": ({"layer_lr_epochs": {"features.conv1@2": 0.0}}, ["layer_lr_epochs"]),
+}
+
+
+def test_an_experiment_can_switch_on_each_2012_piece_alone() -> None:
+    import dataclasses
+
+    from alexnet.experiments import get_experiment
+    from alexnet.experiments.registry import Comparison, Variant, check_experiment
+
+    base_experiment = get_experiment("ten-crop")  # an alexnet2012 experiment; its test scale
+    experiment = dataclasses.replace(
+        base_experiment, name="the-2012-code",
+        variants=(Variant("paper"), *(Variant(name, o) for name, (o, _) in PIECES_2012.items())),
+        comparisons=tuple(Comparison("paper", name, None, "the paper's text: no difference")
+                          for name in PIECES_2012))
+    check_experiment(experiment)
+    paper = experiment.config("paper", "test")
+    for name, (_, changed) in PIECES_2012.items():
+        config = experiment.config(name, "test")  # validated as `alexnet train` validates
+        fields = [f for f in paper.to_dict() if getattr(paper, f) != getattr(config, f)]
+        options = [k for k in {**paper.model_options, **config.model_options}
+                   if paper.model_options.get(k) != config.model_options.get(k)]
+        assert (options if fields == ["model_options"] else fields) == changed, name
+    # together they are the preset's network and recipe pieces, nothing left out
+    preset = PRESETS["original2012"].values
+    switched = {key for overrides, _ in PIECES_2012.values() for key in overrides}
+    switched |= {k for o, _ in PIECES_2012.values() for k in o.get("model_options", {})}
+    assert set(preset["model_options"]) <= switched
+    assert {"bias_lr", "update_rule", "lighting_units", "lighting_epochs", "lr_epochs",
+            "layer_lr_epochs", "schedule"} <= switched

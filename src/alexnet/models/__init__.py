@@ -7,6 +7,8 @@ from alexnet.models.registry import (
     create_model,
     list_models,
     model_options,
+    shape_model,
 )
 
-__all__ = ["MODELS", "ModelSpec", "check_input_size", "create_model", "list_models", "model_options"]
+__all__ = ["MODELS", "ModelSpec", "check_input_size", "create_model", "list_models", "model_options",
+           "shape_model"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.errors import AlexNetError, unknown_choice
-from alexnet.models import check_input_size, list_models, model_options
+from alexnet.models import check_input_size, list_models, model_options, shape_model
 from alexnet.runtime.device import PRECISIONS
 from alexnet.runtime.run_folder import RunFolder
 
@@ -79,11 +79,11 @@ class TrainConfig:
     nesterov: bool = _field(False, "Nesterov momentum (not the paper's)")
     bias_lr_factor: float = _field(1.0, "biases train at this multiple of lr (cuda-convnet "
                                    "and Caffe: 2)")
-    layer_weight_decay: dict[str, float] = field(default_factory=dict, metadata=_help("name prefix -> weight decay"))
+    layer_weight_decay: dict[str, float] = field(default_factory=dict, metadata=_help("NAME=WD: the layer or parameter NAME (e.g. features.conv1, features.conv1.weight) at this weight decay"))
     label_smoothing: float = _field(0.0, "not the paper's; 0 keeps its plain cross-entropy")
     bias_lr: float = _field(0.0, "> 0: biases train at this fixed rate whatever the schedule "
                             "(2012 code: epsB 0.02)")
-    layer_lr_epochs: dict[str, float] = field(default_factory=dict, metadata=_help("PREFIX@EPOCH=LR: parameters named PREFIX... train at LR from that epoch on "
+    layer_lr_epochs: dict[str, float] = field(default_factory=dict, metadata=_help("NAME@EPOCH=LR: the layer or parameter NAME trains at LR from that epoch on "
         "(conv1 in 2012)"))
     update_rule: str = _field("torch", "torch: torch.optim.SGD; cuda_convnet: weights.cu's "
                               "inc = mom inc - lr (grad + wd w)")
@@ -209,7 +209,23 @@ class TrainConfig:
                                f"model is {self.model!r}")
         # the network must take crop_size x crop_size inputs (pool5 needs a 3x3 map, §3.5)
         check_input_size(self.model, self.crop_size, what="crop_size", **self.model_options)
+        self._check_name_prefixes()
         return self
+
+    def _check_name_prefixes(self) -> None:
+        """Each prefix of ``layer_weight_decay`` / ``layer_lr_epochs`` names a parameter of
+        the model (a typo would otherwise train every layer alike, silently)."""
+        prefixes = [("layer_weight_decay", p) for p in self.layer_weight_decay]
+        prefixes += [("layer_lr_epochs", k.rpartition("@")[0]) for k in self.layer_lr_epochs]
+        if not prefixes:
+            return
+        model, _ = shape_model(self.model, self.crop_size, **self.model_options)
+        names = [name for name, _ in model.named_parameters()]
+        for field_name, prefix in prefixes:
+            if not any(names_match(name, prefix) for name in names):
+                layers = sorted({name.rsplit(".", 1)[0] for name in names})
+                raise AlexNetError(f"{field_name}: {prefix!r} names no parameter of {self.model}; "
+                                   f"its layers: {', '.join(layers)}")
 
     def _validate_2012_fields(self) -> None:
         """The fields of the 2012 code's recipe (layer-params-145.cfg): epochs and rates."""
@@ -225,14 +241,26 @@ class TrainConfig:
         for key, value in self.layer_lr_epochs.items():
             prefix, _, epoch = key.rpartition("@")
             if not prefix:
-                raise AlexNetError(f"layer_lr_epochs key {key!r} is not PREFIX@EPOCH (e.g. "
+                raise AlexNetError(f"layer_lr_epochs key {key!r} is not NAME@EPOCH (e.g. "
                                    "features.conv1@72=0)")
             epoch_number("layer_lr_epochs", epoch)
             if value < 0:
                 raise AlexNetError(f"layer_lr_epochs[{key}] must not be negative, got {value}")
+        if self.lr_epochs and self.schedule != "epochs":
+            # only schedule 'epochs' reads the table: a silent no-op would train at other rates
+            raise AlexNetError(f"lr_epochs is read by schedule 'epochs' only, but schedule is "
+                               f"{self.schedule!r}: add --schedule epochs, or clear it with "
+                               "--lr-epochs ''")
         if self.update_rule == "cuda_convnet" and self.nesterov:
             raise AlexNetError("update_rule cuda_convnet is plain momentum (weights.cu); "
                                "set nesterov=false")
+
+
+def names_match(parameter: str, prefix: str) -> bool:
+    """``prefix`` names ``parameter`` or a module above it: whole dotted names only, so
+    ``features.conv1`` matches ``features.conv1.weight`` but not ``features.conv10.weight``."""
+    prefix = prefix.rstrip(".")
+    return parameter == prefix or parameter.startswith(prefix + ".")
 
 
 def epoch_number(name: str, key: str) -> int:

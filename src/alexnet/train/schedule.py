@@ -26,7 +26,7 @@ from typing import Any
 
 from torch import nn
 
-from alexnet.train.config import TrainConfig, epoch_number
+from alexnet.train.config import TrainConfig, epoch_number, names_match
 
 
 def value_at_epoch(table: Mapping[str, float], epoch: int, default: float | None) -> float | None:
@@ -45,7 +45,7 @@ def layer_lr_epochs(config: TrainConfig, parameter: str) -> dict[str, float]:
     found: dict[str, tuple[int, float]] = {}
     for key, rate in config.layer_lr_epochs.items():
         prefix, _, epoch = key.rpartition("@")
-        if parameter.startswith(prefix) and len(prefix) >= found.get(epoch, (-1, 0.0))[0]:
+        if names_match(parameter, prefix) and len(prefix) >= found.get(epoch, (-1, 0.0))[0]:
             found[epoch] = (len(prefix), rate)
     return {epoch: rate for epoch, (_, rate) in sorted(found.items(), key=lambda e: int(e[0]))}
 
@@ -62,7 +62,7 @@ def parameter_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], confi
         is_bias = parameter.dim() == 1
         decay = 0.0 if is_bias else config.weight_decay
         for prefix, value in config.layer_weight_decay.items():
-            if name.startswith(prefix):
+            if names_match(name, prefix):
                 decay = value
         lr_scale = config.bias_lr_factor if is_bias else 1.0
         fixed = config.bias_lr if is_bias and config.bias_lr > 0 else None
