@@ -212,6 +212,16 @@ def test_each_2012_field_switches_on_alone() -> None:
         resolve_config("imagenette", layer_lr_epochs={"features.conv9@3": 0.0})
     with pytest.raises(AlexNetError, match=r"layer_weight_decay: 'features\.conv' names no"):
         resolve_config("imagenette", layer_weight_decay={"features.conv": 0.0})
+    # where a parameter's and its layer's names both match, the longest wins (in any order);
+    # the layer's name covers its bias
+    config = resolve_config("imagenette", layer_weight_decay={"features.conv1.weight": 0.0,
+                                                              "features.conv1": 1e-3})
+    model = create_model("alexnet2012", num_classes=10, width=0.125)
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    decay = {name_of[id(p)]: group["weight_decay"]
+             for group in parameter_groups(model.named_parameters(), config) for p in group["params"]}
+    assert decay["features.conv1.weight"] == 0.0 and decay["features.conv1.bias"] == 1e-3
+    assert decay["features.conv2.weight"] == config.weight_decay and decay["features.conv2.bias"] == 0.0
     assert PRESETS["original2012"].values["model_options"]["init"] == "original2012"
     with pytest.raises(AlexNetError, match="NAME@EPOCH"):
         resolve_config("imagenette", layer_lr_epochs={"features.conv1": 0.0})
@@ -372,7 +382,7 @@ def test_an_experiment_can_switch_on_each_2012_piece_alone() -> None:
         options = [k for k in {**paper.model_options, **config.model_options}
                    if paper.model_options.get(k) != config.model_options.get(k)]
         assert (options if fields == ["model_options"] else fields) == changed, name
-    # together they are the preset's network and recipe pieces, nothing left out
+    # together they cover the preset's model options and the 2012 recipe's fields
     preset = PRESETS["original2012"].values
     switched = {key for overrides, _ in PIECES_2012.values() for key in overrides}
     switched |= {k for o, _ in PIECES_2012.values() for k in o.get("model_options", {})}

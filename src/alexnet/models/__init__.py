@@ -7,8 +7,9 @@ from alexnet.models.registry import (
     create_model,
     list_models,
     model_options,
+    parameter_names,
     shape_model,
 )
 
 __all__ = ["MODELS", "ModelSpec", "check_input_size", "create_model", "list_models", "model_options",
-           "shape_model"]
+           "parameter_names", "shape_model"]

@@ -177,6 +177,12 @@ def shape_model(name: str, size: int, **options: Any) -> tuple[nn.Module, str]:
     return check.model(device), device
 
 
+def parameter_names(name: str, **options: Any) -> list[str]:
+    """The names of ``name``'s parameters (with ``options``), from a model on the meta device:
+    no memory, no initialisation."""
+    return [n for n, _ in _ShapeCheck(name, options).model("meta").named_parameters()]
+
+
 _FITTING: dict[tuple[Any, ...], None] = {}  # (name, size, options) already found to fit
 
 

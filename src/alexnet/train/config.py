@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from alexnet.errors import AlexNetError, unknown_choice
-from alexnet.models import check_input_size, list_models, model_options, shape_model
+from alexnet.models import check_input_size, list_models, model_options, parameter_names
 from alexnet.runtime.device import PRECISIONS
 from alexnet.runtime.run_folder import RunFolder
 
@@ -79,7 +79,7 @@ class TrainConfig:
     nesterov: bool = _field(False, "Nesterov momentum (not the paper's)")
     bias_lr_factor: float = _field(1.0, "biases train at this multiple of lr (cuda-convnet "
                                    "and Caffe: 2)")
-    layer_weight_decay: dict[str, float] = field(default_factory=dict, metadata=_help("NAME=WD: the layer or parameter NAME (e.g. features.conv1, features.conv1.weight) at this weight decay"))
+    layer_weight_decay: dict[str, float] = field(default_factory=dict, metadata=_help("NAME=WD: the parameter or layer NAME (features.conv1.weight; a layer, features.conv1, includes its bias) at this weight decay; the longest matching name wins"))
     label_smoothing: float = _field(0.0, "not the paper's; 0 keeps its plain cross-entropy")
     bias_lr: float = _field(0.0, "> 0: biases train at this fixed rate whatever the schedule "
                             "(2012 code: epsB 0.02)")
@@ -213,14 +213,13 @@ class TrainConfig:
         return self
 
     def _check_name_prefixes(self) -> None:
-        """Each prefix of ``layer_weight_decay`` / ``layer_lr_epochs`` names a parameter of
-        the model (a typo would otherwise train every layer alike, silently)."""
+        """Each name of ``layer_weight_decay`` / ``layer_lr_epochs`` names a parameter or a
+        layer of the model (a typo would otherwise train every layer alike, silently)."""
         prefixes = [("layer_weight_decay", p) for p in self.layer_weight_decay]
         prefixes += [("layer_lr_epochs", k.rpartition("@")[0]) for k in self.layer_lr_epochs]
         if not prefixes:
             return
-        model, _ = shape_model(self.model, self.crop_size, **self.model_options)
-        names = [name for name, _ in model.named_parameters()]
+        names = parameter_names(self.model, **self.model_options)
         for field_name, prefix in prefixes:
             if not any(names_match(name, prefix) for name in names):
                 layers = sorted({name.rsplit(".", 1)[0] for name in names})

@@ -430,7 +430,7 @@ def _place(model: nn.Module, config: TrainConfig, tower_devices: list[torch.devi
 
 def _optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     """SGD (§5). Weight decay on weights, not biases (cuda-convnet's wc applies to weights);
-    ``layer_weight_decay`` overrides it by parameter-name prefix; biases may train faster."""
+    ``layer_weight_decay`` overrides it by parameter or layer name; biases may train faster."""
     named = getattr(model, "grouped_named_parameters", unwrap(model).named_parameters)
     param_groups = parameter_groups(named(), config)
     return make_optimizer(param_groups, config.update_rule, config.lr, config.momentum,

@@ -53,17 +53,17 @@ def layer_lr_epochs(config: TrainConfig, parameter: str) -> dict[str, float]:
 def parameter_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], config: TrainConfig
                      ) -> list[dict[str, Any]]:
     """The optimizer's param groups: weight decay on weights, not biases (cuda-convnet's wc
-    applies to weights; its biases get none, src/layer.cu), ``layer_weight_decay`` by name
-    prefix; each group's rate as :meth:`LearningRate.group_lr` computes it from
+    applies to weights; its biases get none, src/layer.cu), ``layer_weight_decay`` by
+    parameter or layer name (a layer's includes its bias); each group's rate as :meth:`LearningRate.group_lr` computes it from
     ``lr_scale``, ``fixed_lr`` (``bias_lr``) and ``lr_epochs`` (``layer_lr_epochs``). Without
     the 2012 fields the groups are exactly the plain ones (decay, lr_scale)."""
     groups: dict[tuple[Any, ...], list[nn.Parameter]] = {}
     for name, parameter in named_parameters:
         is_bias = parameter.dim() == 1
         decay = 0.0 if is_bias else config.weight_decay
-        for prefix, value in config.layer_weight_decay.items():
-            if names_match(name, prefix):
-                decay = value
+        matching = [p for p in config.layer_weight_decay if names_match(name, p)]
+        if matching:  # the longest name wins, as in layer_lr_epochs
+            decay = config.layer_weight_decay[max(matching, key=len)]
         lr_scale = config.bias_lr_factor if is_bias else 1.0
         fixed = config.bias_lr if is_bias and config.bias_lr > 0 else None
         overrides = tuple(layer_lr_epochs(config, name).items())
