@@ -8,8 +8,7 @@ from alexnet.models.registry import (
     list_models,
     model_options,
     parameter_names,
-    shape_model,
 )
 
 __all__ = ["MODELS", "ModelSpec", "check_input_size", "create_model", "list_models", "model_options",
-           "parameter_names", "shape_model"]
+           "parameter_names"]

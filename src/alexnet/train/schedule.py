@@ -54,8 +54,9 @@ def parameter_groups(named_parameters: Iterable[tuple[str, nn.Parameter]], confi
                      ) -> list[dict[str, Any]]:
     """The optimizer's param groups: weight decay on weights, not biases (cuda-convnet's wc
     applies to weights; its biases get none, src/layer.cu), ``layer_weight_decay`` by
-    parameter or layer name (a layer's includes its bias); each group's rate as :meth:`LearningRate.group_lr` computes it from
-    ``lr_scale``, ``fixed_lr`` (``bias_lr``) and ``lr_epochs`` (``layer_lr_epochs``). Without
+    parameter or layer name (a layer's includes its bias); each group's rate as
+    :meth:`LearningRate.group_lr` computes it from ``lr_scale``, ``fixed_lr`` (``bias_lr``)
+    and ``lr_epochs`` (``layer_lr_epochs``). Without
     the 2012 fields the groups are exactly the plain ones (decay, lr_scale)."""
     groups: dict[tuple[Any, ...], list[nn.Parameter]] = {}
     for name, parameter in named_parameters:
